@@ -1,0 +1,229 @@
+"""ONNX lowering and onnxruntime execution: the only module that imports onnx / onnxruntime."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from ..ir.errors import GraphcError
+from ..ir.graph import Graph, Node
+from ..ir.printer import node_in_context
+from ..ir.types import TensorType, parse_dim
+from ..runtime.executable import Executable
+
+DEFAULT_OPSET = 18
+IR_VERSION = 10  # onnxruntime 1.31 rejects onnx 1.23's default IR version 14
+
+
+def _onnx():
+    import onnx
+    return onnx
+
+
+_DTYPE = {"float32": 1, "int32": 6, "int64": 7, "bool": 9, "float64": 11}
+
+
+class OnnxEmitter:
+    """Collects ONNX nodes and initializers while ops lower themselves.
+
+    Lowerings call `op`, `const`, `shape_tensor` and `onnx_dtype`, and read `in_types` and
+    `out_type` of the node being lowered.
+    """
+
+    def __init__(self, graph: Graph, opset: int):
+        self.graph, self.opset = graph, opset
+        self.nodes: list[Any] = []
+        self.initializers: list[Any] = []
+        self._names: set[str] = {v.name for v in graph.values()}
+        self._consts: dict[tuple, str] = {}
+        self._dim_cache: dict[str, str] = {}
+        self.sym_source: dict[str, tuple[str, int]] = {}
+        for v in graph.inputs:
+            for axis, d in enumerate(v.type.shape):
+                if isinstance(d, str):
+                    coef, syms = parse_dim(d)
+                    if coef == 1 and sum(syms.values()) == 1:
+                        self.sym_source.setdefault(next(iter(syms)), (v.name, axis))
+        self.in_types: list[TensorType] = []
+        self.out_type: TensorType | None = None
+        self.prefix = graph.name
+
+    def fresh(self, hint: str) -> str:
+        name, k = hint, 0
+        while name in self._names:
+            k += 1
+            name = f"{hint}_{k}"
+        self._names.add(name)
+        return name
+
+    @staticmethod
+    def onnx_dtype(dtype: str) -> int:
+        return _DTYPE[dtype]
+
+    def op(self, op_type: str, inputs: list[str], **attrs: Any) -> str:
+        """Emits one ONNX node; returns its output's name."""
+        out = self.fresh(f"{self.prefix}/{op_type}")
+        self.nodes.append(_onnx().helper.make_node(op_type, list(inputs), [out], name=out, **attrs))
+        return out
+
+    def const(self, value: np.ndarray, name_hint: str = "const") -> str:
+        """An initializer holding `value` (small ones shared)."""
+        value = np.asarray(value)
+        key = None
+        if value.size <= 16:
+            key = (value.dtype.str, value.shape, value.tobytes())
+            if key in self._consts:
+                return self._consts[key]
+        name = self.fresh(f"{self.prefix}/{name_hint}")
+        self.initializers.append(_onnx().numpy_helper.from_array(value, name))
+        if key is not None:
+            self._consts[key] = name
+        return name
+
+    def _sym_dim(self, sym: str) -> str:
+        if sym not in self._dim_cache:
+            if sym not in self.sym_source:
+                raise GraphcError(f"symbolic dim {sym!r} is not the dim of any graph input, so its "
+                                  "size cannot be read at run time")
+            src, axis = self.sym_source[sym]
+            saved, self.prefix = self.prefix, f"shape_of_{sym}"
+            self._dim_cache[sym] = self.op("Shape", [src], start=axis, end=axis + 1)
+            self.prefix = saved
+        return self._dim_cache[sym]
+
+    def shape_tensor(self, dims, allow_minus_one: bool = False) -> str:
+        """A 1-D int64 tensor of `dims`, reading symbolic sizes from the inputs' shapes."""
+        dims = tuple(dims)
+        symbolic = [d for d in dims if not isinstance(d, (int, np.integer))]
+        if not symbolic:
+            return self.const(np.array(dims, np.int64), "shape")
+        if allow_minus_one and len(symbolic) == 1:
+            return self.const(np.array([-1 if d == symbolic[0] else d for d in dims], np.int64), "shape")
+        parts = []
+        for d in dims:
+            if isinstance(d, (int, np.integer)):
+                parts.append(self.const(np.array([d], np.int64), "dim"))
+                continue
+            coef, syms = parse_dim(d)
+            acc = None
+            for s in sorted(syms.elements()):
+                sd = self._sym_dim(s)
+                acc = sd if acc is None else self.op("Mul", [acc, sd])
+            if coef != 1:
+                acc = self.op("Mul", [acc, self.const(np.array([coef], np.int64), "dim")])
+            parts.append(acc)
+        return self.op("Concat", parts, axis=0)
+
+
+def _value_info(name: str, t: TensorType):
+    dims = [d if isinstance(d, int) else str(d) for d in t.shape]
+    return _onnx().helper.make_tensor_value_info(name, _DTYPE[t.dtype], dims)
+
+
+def missing_onnx_lowerings(graph: Graph) -> list[Node]:
+    return [n for n in graph.nodes if n.op.onnx is None]
+
+
+def to_onnx(graph: Graph, opset: int | None = None, params_as_inputs: bool = False):
+    """Lowers `graph` to an onnx.ModelProto (standard ai.onnx ops only).
+
+    Args:
+        graph: the graph.
+        opset: the ai.onnx opset (default 18).
+        params_as_inputs: also list parameters as graph inputs (with their initial values as
+            defaults), so a runtime can feed new values; off for a plain inference model.
+    """
+    onnx = _onnx()
+    opset = opset or DEFAULT_OPSET
+    missing = missing_onnx_lowerings(graph)
+    if missing:
+        lines = "\n".join(f"  {n.op.name} at {n.source or '?'} (%{n.output.name})" for n in missing)
+        raise GraphcError(f"graph {graph.name!r}: {len(missing)} node(s) have no ONNX lowering:\n{lines}")
+    e = OnnxEmitter(graph, opset)
+    names: dict[str, str] = {v.name: v.name for v in graph.inputs + graph.params}
+    for p in graph.params:
+        e.initializers.append(onnx.numpy_helper.from_array(np.asarray(p.data), p.name))
+    for node in graph.nodes:
+        e.in_types = [v.type for v in node.inputs]
+        e.out_type = node.output.type
+        e.prefix = node.output.name
+        start = len(e.nodes)
+        try:
+            out = node.op.onnx(e, *[names[v.name] for v in node.inputs], **node.attrs)
+        except GraphcError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - re-raised with the node in context
+            raise GraphcError(f"{node.source or '?'}: lowering {node.op.name} to ONNX failed: {exc}\n"
+                              f"{node_in_context(graph, node)}") from exc
+        # give the node's final ONNX tensor the graph value's name, for readable exports
+        produced = [n for n in e.nodes[start:] if out in n.output]
+        if produced and not any(out in n.input for n in e.nodes[start:]):
+            produced[0].output[0] = node.output.name
+            produced[0].name = node.output.name
+            out = node.output.name
+        names[node.output.name] = out
+    outputs = []
+    for k, v in graph.outputs.items():
+        src = names[v.name]
+        if src != k:
+            e.nodes.append(onnx.helper.make_node("Identity", [src], [k], name=f"output/{k}"))
+        outputs.append(_value_info(k, v.type))
+    inputs = [_value_info(v.name, v.type) for v in graph.inputs]
+    if params_as_inputs:
+        inputs += [_value_info(p.name, p.type) for p in graph.params]
+    g = onnx.helper.make_graph(e.nodes, graph.name, inputs, outputs, e.initializers)
+    model = onnx.helper.make_model(g, opset_imports=[onnx.helper.make_opsetid("", opset)],
+                                   producer_name="graphc")
+    model.ir_version = IR_VERSION
+    return model
+
+
+def export_onnx(graph: Graph, path: str | os.PathLike | None = None, opset: int | None = None,
+                check: bool = True):
+    """Writes `graph` as an ONNX model and returns the ModelProto.
+
+    Parameters become initializers, symbolic dims become named dims, and input/output names are
+    the graph's. The model passes `onnx.checker.check_model(model, full_check=True)`.
+    """
+    onnx = _onnx()
+    model = to_onnx(graph, opset)
+    if check:
+        onnx.checker.check_model(model, full_check=True)
+    if path is not None:
+        onnx.save(model, os.fspath(path))
+    return model
+
+
+def ort_providers(device: str) -> list[str]:
+    """onnxruntime providers for `device`; raises if CUDA is asked for but not available."""
+    import onnxruntime as ort
+    if device == "cuda":
+        avail = ort.get_available_providers()
+        if "CUDAExecutionProvider" not in avail:
+            raise GraphcError("device='cuda' needs onnxruntime with the CUDA provider, but this "
+                              f"onnxruntime has only {', '.join(avail)}; install onnxruntime-gpu "
+                              "(see README: 'CUDA') or use device='cpu'")
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+class OnnxExecutable(Executable):
+    """Runs a graph on onnxruntime (CPU or CUDA). Parameters can be fed like inputs."""
+
+    backend = "onnxruntime"
+
+    def __init__(self, graph: Graph, device: str = "cpu", opset: int | None = None,
+                 session_options: Any = None):
+        super().__init__(graph, device)
+        import onnxruntime as ort
+        self.model = to_onnx(graph, opset, params_as_inputs=True)
+        opts = session_options or ort.SessionOptions()
+        if session_options is None:
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            opts.log_severity_level = 3
+        self.session = ort.InferenceSession(self.model.SerializeToString(), opts,
+                                            providers=ort_providers(device))
+
+    def _run(self, feeds, bindings):
+        return self.session.run(self.output_names, feeds)

@@ -1,0 +1,1 @@
+"""Frontends: the DSL, tracing, composites and (in nn/) layers."""

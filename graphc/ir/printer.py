@@ -1,0 +1,59 @@
+"""The text form of the IR: one node per line, with its type and the user's source line."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .graph import Graph, Node
+
+
+def format_attr(v: Any) -> str:
+    if isinstance(v, np.ndarray):
+        if v.size <= 4:
+            return np.array2string(v.reshape(-1) if v.ndim else v, separator=", ").replace("\n", "")
+        return f"<{v.dtype.name}{list(v.shape)}>"
+    if isinstance(v, tuple):
+        return "(" + ", ".join(format_attr(x) for x in v) + ("," if len(v) == 1 else "") + ")"
+    if isinstance(v, float):
+        return repr(v)
+    return str(v)
+
+
+def format_node(node: "Node") -> str:
+    args = [f"%{v.name}" for v in node.inputs]
+    args += [f"{k}={format_attr(v)}" for k, v in node.attrs.items()]
+    text = f"%{node.output.name}: {node.output.type} = {node.op.name}({', '.join(args)})"
+    notes = [x for x in (node.origin, node.source) if x]
+    if node.origin and node.source and node.source in node.origin:
+        notes = [node.origin]
+    return f"{text:<72}  # {' | '.join(notes)}" if notes else text
+
+
+def format_graph(g: "Graph", mark: "Node | None" = None) -> str:
+    """The whole graph as text; `mark` flags one node with an arrow."""
+    ins = ", ".join(f"%{v.name}: {v.type}" for v in g.inputs)
+    lines = [f"graph {g.name}({ins}) {{"]
+    for p in g.params:
+        lines.append(f"  param %{p.name}: {p.type}")
+    for n in g.nodes:
+        lines.append(("> " if n is mark else "  ") + format_node(n))
+    outs = ", ".join(f"{k}=%{v.name}" if k != v.name else f"%{v.name}" for k, v in g.outputs.items())
+    lines.append(f"  return {outs}")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def node_in_context(g: "Graph", node: "Node", radius: int = 3) -> str:
+    """A few lines of the graph around `node`, the node marked with '>'."""
+    idx = g.nodes.index(node) if node in g.nodes else -1
+    if idx < 0:
+        return "  " + format_node(node)
+    lo, hi = max(0, idx - radius), min(len(g.nodes), idx + radius + 1)
+    lines = ["  ..."] if lo > 0 else []
+    for n in g.nodes[lo:hi]:
+        lines.append(("> " if n is node else "  ") + format_node(n))
+    if hi < len(g.nodes):
+        lines.append("  ...")
+    return "\n".join(lines)

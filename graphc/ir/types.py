@@ -1,0 +1,168 @@
+"""Tensor types: dtypes and shapes whose dims are ints or symbols ("N", "8*N")."""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Iterable, Union
+
+import numpy as np
+
+Dim = Union[int, str]
+
+DTYPES = ("float32", "float64", "int32", "int64", "bool")
+FLOAT_DTYPES = ("float32", "float64")
+INT_DTYPES = ("int32", "int64")
+_SHORT = {"float32": "f32", "float64": "f64", "int32": "i32", "int64": "i64", "bool": "bool"}
+_FROM_SHORT = {v: k for k, v in _SHORT.items()}
+
+
+def canonical_dtype(dtype) -> str:
+    """Returns graphc's dtype name for a string, numpy dtype or numpy scalar type."""
+    if isinstance(dtype, str) and dtype in _FROM_SHORT:
+        return _FROM_SHORT[dtype]
+    try:
+        name = np.dtype(dtype).name
+    except TypeError as exc:
+        raise TypeError(f"unknown dtype {dtype!r}; graphc supports {', '.join(DTYPES)}") from exc
+    if name not in DTYPES:
+        raise TypeError(f"unsupported dtype {name!r}; graphc supports {', '.join(DTYPES)}")
+    return name
+
+
+def np_dtype(dtype: str) -> np.dtype:
+    return np.dtype(dtype)
+
+
+# ---- symbolic dims: a dim is an int or a product "k*A*B" of an int and symbols -------------
+
+def parse_dim(d: Dim) -> tuple[int, Counter]:
+    """Splits a dim into (integer coefficient, symbol multiset)."""
+    if isinstance(d, (int, np.integer)):
+        return int(d), Counter()
+    coef, syms = 1, Counter()
+    for part in str(d).split("*"):
+        part = part.strip()
+        if part.lstrip("-").isdigit():
+            coef *= int(part)
+        elif part.isidentifier():
+            syms[part] += 1
+        else:
+            raise ValueError(f"bad symbolic dim {d!r}: expected a name like 'N' or a product like '8*N'")
+    return coef, syms
+
+
+def make_dim(coef: int, syms: Counter) -> Dim:
+    names = sorted(syms.elements())
+    if not names:
+        return coef
+    return "*".join(([str(coef)] if coef != 1 else []) + names)
+
+
+def normalize_dim(d: Dim) -> Dim:
+    if isinstance(d, (int, np.integer)):
+        return int(d)
+    return make_dim(*parse_dim(d))
+
+
+def dim_product(dims: Iterable[Dim]) -> Dim:
+    coef, syms = 1, Counter()
+    for d in dims:
+        c, s = parse_dim(d)
+        coef *= c
+        syms.update(s)
+    return make_dim(coef, syms) if coef != 0 else 0
+
+
+def dim_divide(a: Dim, b: Dim) -> Dim | None:
+    """a / b as a dim, or None when it does not divide exactly."""
+    ca, sa = parse_dim(a)
+    cb, sb = parse_dim(b)
+    if cb == 0 or ca % cb or any(sa[k] < v for k, v in sb.items()):
+        return None
+    return make_dim(ca // cb, sa - sb)
+
+
+def dim_symbols(d: Dim) -> list[str]:
+    return sorted(parse_dim(d)[1].elements())
+
+
+def eval_dim(d: Dim, bindings: dict[str, int]) -> int:
+    coef, syms = parse_dim(d)
+    for s, n in syms.items():
+        if s not in bindings:
+            raise KeyError(s)
+        coef *= bindings[s] ** n
+    return coef
+
+
+def format_dim(d: Dim) -> str:
+    return str(d)
+
+
+@dataclass(frozen=True)
+class TensorType:
+    """The static type of a value: a shape of ints and symbols, and a dtype name."""
+
+    shape: tuple[Dim, ...]
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        object.__setattr__(self, "shape", tuple(normalize_dim(d) for d in self.shape))
+        object.__setattr__(self, "dtype", canonical_dtype(self.dtype))
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+    @property
+    def is_float(self) -> bool:
+        return self.dtype in FLOAT_DTYPES
+
+    @property
+    def is_static(self) -> bool:
+        return all(isinstance(d, int) for d in self.shape)
+
+    def numel(self) -> Dim:
+        return dim_product(self.shape)
+
+    def with_dtype(self, dtype: str) -> "TensorType":
+        return TensorType(self.shape, dtype)
+
+    def with_shape(self, shape) -> "TensorType":
+        return TensorType(tuple(shape), self.dtype)
+
+    def __str__(self) -> str:
+        return f"{_SHORT[self.dtype]}[{', '.join(format_dim(d) for d in self.shape)}]"
+
+    __repr__ = __str__
+
+
+def parse_type(text: str) -> TensorType:
+    """Parses 'f32[N, 784]' (the printer's form) back into a TensorType."""
+    text = text.strip()
+    head, _, rest = text.partition("[")
+    if not rest.endswith("]"):
+        raise ValueError(f"bad type {text!r}: expected like f32[N, 784]")
+    body = rest[:-1].strip()
+    dims = [] if not body else [d.strip() for d in body.split(",")]
+    return TensorType(tuple(int(d) if d.lstrip("-").isdigit() else d for d in dims), head)
+
+
+def broadcast_shapes(*shapes: tuple[Dim, ...]) -> tuple[Dim, ...]:
+    """Numpy broadcasting with symbolic dims; raises ValueError naming the clashing dims."""
+    rank = max((len(s) for s in shapes), default=0)
+    out = []
+    for i in range(rank):
+        dims = [s[len(s) - rank + i] for s in shapes if len(s) - rank + i >= 0]
+        real = {d for d in dims if d != 1}
+        if len(real) > 1:
+            raise ValueError(f"dims {' and '.join(map(str, sorted(real, key=str)))} at axis {i - rank} "
+                             "cannot broadcast")
+        out.append(real.pop() if real else 1)
+    return tuple(out)
+
+
+def promote_dtypes(a: str, b: str) -> str:
+    if a == b:
+        return a
+    raise TypeError(f"dtypes {a} and {b} differ; cast one explicitly (gc.cast)")

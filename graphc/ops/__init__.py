@@ -1,0 +1,5 @@
+"""The op registry: every primitive defined once, grouped by family."""
+from . import elementwise, nn, reduce, shape  # noqa: F401  (registers the primitives)
+from .base import OPS, Op, get_op, register
+
+__all__ = ["OPS", "Op", "get_op", "register"]

@@ -1,0 +1,374 @@
+"""Elementwise primitives: unary math, broadcasting binary ops, comparisons, where, cast."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..ir.types import TensorType, broadcast_shapes, canonical_dtype
+from .base import Op, fmt_shape, register, require_float
+
+
+class Unary(Op):
+    """y = f(x), same shape and dtype; `fn` is the numpy kernel, `onnx_op` the ONNX op type."""
+
+    arity = 1
+    float_only = True
+    onnx_op = ""
+
+    def infer(self, x: TensorType) -> TensorType:
+        if self.float_only:
+            require_float(x)
+        elif x.dtype == "bool":
+            raise TypeError("bool input; cast it to a number first")
+        return x
+
+    def ref(self, x):
+        return np.asarray(self.fn(x)).astype(x.dtype, copy=False)
+
+    def onnx(self, e, x):
+        return e.op(self.onnx_op, [x])
+
+    @staticmethod
+    def fn(x):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+@register
+class neg(Unary):
+    """y = -x"""
+    float_only = False
+    onnx_op = "Neg"
+    fn = staticmethod(np.negative)
+
+
+@register
+class exp(Unary):
+    """y = e^x"""
+    onnx_op = "Exp"
+    fn = staticmethod(np.exp)
+
+
+@register
+class log(Unary):
+    """y = ln x"""
+    onnx_op = "Log"
+
+    @staticmethod
+    def fn(x):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.log(x)
+
+
+@register
+class sqrt(Unary):
+    """y = sqrt(x)"""
+    onnx_op = "Sqrt"
+
+    @staticmethod
+    def fn(x):
+        with np.errstate(invalid="ignore"):
+            return np.sqrt(x)
+
+
+@register
+class abs(Unary):
+    """y = |x|"""
+    float_only = False
+    onnx_op = "Abs"
+    fn = staticmethod(np.abs)
+
+
+@register
+class tanh(Unary):
+    """y = tanh x"""
+    onnx_op = "Tanh"
+    fn = staticmethod(np.tanh)
+
+
+@register
+class sigmoid(Unary):
+    """y = 1 / (1 + e^-x)"""
+    onnx_op = "Sigmoid"
+
+    @staticmethod
+    def fn(x):
+        # the two-sided form never overflows exp
+        e = np.exp(-np.abs(x))
+        return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+@register
+class relu(Unary):
+    """y = max(x, 0)"""
+    float_only = False
+    onnx_op = "Relu"
+
+    @staticmethod
+    def fn(x):
+        return np.maximum(x, 0)
+
+
+@register
+class erf(Unary):
+    """y = erf x"""
+    onnx_op = "Erf"
+
+    @staticmethod
+    def fn(x):
+        return np.vectorize(math.erf, otypes=[np.float64])(x) if x.size else x
+
+
+@register
+class sign(Unary):
+    """y = -1, 0 or 1 by the sign of x"""
+    float_only = False
+    onnx_op = "Sign"
+    differentiable = False
+    fn = staticmethod(np.sign)
+
+
+# ---- binary ------------------------------------------------------------------------------------
+
+class Binary(Op):
+    """z = f(a, b) with numpy broadcasting; both inputs share one dtype."""
+
+    arity = 2
+    onnx_op = ""
+    out_dtype: str | None = None
+    allow_bool = False
+
+    def infer(self, a: TensorType, b: TensorType) -> TensorType:
+        if a.dtype != b.dtype:
+            raise TypeError(f"dtypes {a.dtype} and {b.dtype} differ; cast one explicitly (gc.cast)")
+        if a.dtype == "bool" and not self.allow_bool:
+            raise TypeError("bool inputs; cast them to a number first")
+        try:
+            shape = broadcast_shapes(a.shape, b.shape)
+        except ValueError as exc:
+            raise ValueError(f"{fmt_shape(a)} and {fmt_shape(b)}: {exc}") from None
+        return TensorType(shape, self.out_dtype or a.dtype)
+
+    def ref(self, a, b):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            out = np.asarray(self.fn(a, b))
+        return out.astype(self.out_dtype or a.dtype, copy=False)
+
+    def onnx(self, e, a, b):
+        return e.op(self.onnx_op, [a, b])
+
+    @staticmethod
+    def fn(a, b):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+@register
+class add(Binary):
+    """z = a + b"""
+    onnx_op = "Add"
+    fn = staticmethod(np.add)
+
+
+@register
+class sub(Binary):
+    """z = a - b"""
+    onnx_op = "Sub"
+    fn = staticmethod(np.subtract)
+
+
+@register
+class mul(Binary):
+    """z = a * b"""
+    onnx_op = "Mul"
+    fn = staticmethod(np.multiply)
+
+
+@register
+class div(Binary):
+    """z = a / b (integer inputs: truncating, as ONNX Div)"""
+    onnx_op = "Div"
+
+    @staticmethod
+    def fn(a, b):
+        if a.dtype.kind in "iu":
+            return np.trunc(a / b).astype(a.dtype)
+        return np.divide(a, b)
+
+
+@register
+class pow(Binary):
+    """z = a ** b"""
+    onnx_op = "Pow"
+
+    def infer(self, a, b):
+        t = super().infer(a, b)
+        require_float(t)
+        return t
+
+    fn = staticmethod(np.power)
+
+
+@register
+class maximum(Binary):
+    """z = max(a, b)"""
+    onnx_op = "Max"
+    fn = staticmethod(np.maximum)
+
+
+@register
+class minimum(Binary):
+    """z = min(a, b)"""
+    onnx_op = "Min"
+    fn = staticmethod(np.minimum)
+
+
+class Compare(Binary):
+    """z = a (op) b as bool; carries no gradient."""
+    out_dtype = "bool"
+    differentiable = False
+
+
+@register
+class equal(Compare):
+    """z = a == b"""
+    onnx_op = "Equal"
+    allow_bool = True
+    fn = staticmethod(np.equal)
+
+
+@register
+class less(Compare):
+    """z = a < b"""
+    onnx_op = "Less"
+    fn = staticmethod(np.less)
+
+
+@register
+class less_equal(Compare):
+    """z = a <= b"""
+    onnx_op = "LessOrEqual"
+    fn = staticmethod(np.less_equal)
+
+
+@register
+class greater(Compare):
+    """z = a > b"""
+    onnx_op = "Greater"
+    fn = staticmethod(np.greater)
+
+
+@register
+class greater_equal(Compare):
+    """z = a >= b"""
+    onnx_op = "GreaterOrEqual"
+    fn = staticmethod(np.greater_equal)
+
+
+class Logical(Compare):
+    """z = a (op) b on bool tensors."""
+    allow_bool = True
+
+    def infer(self, a, b):
+        if a.dtype != "bool" or b.dtype != "bool":
+            raise TypeError(f"needs bool inputs, got {a.dtype} and {b.dtype}")
+        return super().infer(a, b)
+
+
+@register
+class logical_and(Logical):
+    """z = a and b"""
+    onnx_op = "And"
+    fn = staticmethod(np.logical_and)
+
+
+@register
+class logical_or(Logical):
+    """z = a or b"""
+    onnx_op = "Or"
+    fn = staticmethod(np.logical_or)
+
+
+@register
+class logical_not(Op):
+    """y = not x"""
+    differentiable = False
+
+    def infer(self, x):
+        if x.dtype != "bool":
+            raise TypeError(f"needs a bool input, got {x.dtype}")
+        return x
+
+    def ref(self, x):
+        return np.logical_not(x)
+
+    def onnx(self, e, x):
+        return e.op("Not", [x])
+
+
+@register
+class where(Op):
+    """z = cond ? a : b, broadcasting all three"""
+    arity = 3
+    nondiff_inputs = (0,)
+
+    def infer(self, c, a, b):
+        if c.dtype != "bool":
+            raise TypeError(f"condition must be bool, got {c.dtype}")
+        if a.dtype != b.dtype:
+            raise TypeError(f"branches have dtypes {a.dtype} and {b.dtype}; cast one explicitly")
+        try:
+            shape = broadcast_shapes(c.shape, a.shape, b.shape)
+        except ValueError as exc:
+            raise ValueError(f"{fmt_shape(c)}, {fmt_shape(a)}, {fmt_shape(b)}: {exc}") from None
+        return TensorType(shape, a.dtype)
+
+    def ref(self, c, a, b):
+        return np.where(c, a, b).astype(a.dtype, copy=False)
+
+    def onnx(self, e, c, a, b):
+        return e.op("Where", [c, a, b])
+
+
+@register
+class cast(Op):
+    """y = x converted to `dtype`"""
+
+    def infer(self, x, dtype):
+        return x.with_dtype(canonical_dtype(dtype))
+
+    def ref(self, x, dtype):
+        return x.astype(dtype)
+
+    def onnx(self, e, x, dtype):
+        return e.op("Cast", [x], to=e.onnx_dtype(dtype))
+
+
+@register
+class stop_gradient(Op):
+    """y = x, with a zero gradient (the autodiff pass sends nothing back through it)"""
+    differentiable = False
+
+    def infer(self, x):
+        return x
+
+    def ref(self, x):
+        return x
+
+    def onnx(self, e, x):
+        return e.op("Identity", [x])
+
+
+@register
+class constant(Op):
+    """y = value (a literal array held in the node)"""
+    arity = 0
+    differentiable = False
+
+    def infer(self, value):
+        return TensorType(tuple(int(d) for d in value.shape), canonical_dtype(value.dtype))
+
+    def ref(self, value):
+        return value
+
+    def onnx(self, e, value):
+        return e.const(value, name_hint="const")

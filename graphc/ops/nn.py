@@ -1,0 +1,201 @@
+"""Neural-network primitives on NCHW tensors: conv2d, conv_transpose2d, pools; random_uniform."""
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ..ir.types import TensorType
+from .base import Op, fmt_shape, register, require_float
+
+
+def _out_len(n, k, s, p, d, what):
+    if not isinstance(n, int):
+        raise ValueError(f"{what}: spatial dims must be static, got {n}")
+    out = (n + 2 * p - d * (k - 1) - 1) // s + 1
+    if out <= 0:
+        raise ValueError(f"{what}: input size {n} is too small for kernel {k} "
+                         f"(stride {s}, padding {p}, dilation {d})")
+    return out
+
+
+def _windows(x, kernel, stride, padding, dilation, fill):
+    """(N, C, OH, OW, kh, kw) view of the padded input's sliding windows."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=fill)
+    win = sliding_window_view(xp, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(2, 3))
+    return win[:, :, ::sh, ::sw, ::dh, ::dw]
+
+
+@register
+class conv2d(Op):
+    """y[n,o] = sum_{c,i,j} x[n, g*C/G + c, s*h + d*i - p, s*w + d*j - p] * w[o, c, i, j]"""
+    arity = 2
+
+    def infer(self, x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
+        require_float(x)
+        if x.rank != 4 or w.rank != 4:
+            raise ValueError(f"needs x (N, C, H, W) and w (O, C/groups, kh, kw), got {fmt_shape(x)} "
+                             f"and {fmt_shape(w)}")
+        if x.dtype != w.dtype:
+            raise TypeError(f"dtypes {x.dtype} and {w.dtype} differ")
+        if x.shape[1] != w.shape[1] * groups or w.shape[0] % groups:
+            raise ValueError(f"x {fmt_shape(x)} has {x.shape[1]} channels but w {fmt_shape(w)} with "
+                             f"groups={groups} expects {w.shape[1] * groups}")
+        oh = _out_len(x.shape[2], w.shape[2], stride[0], padding[0], dilation[0], "conv2d")
+        ow = _out_len(x.shape[3], w.shape[3], stride[1], padding[1], dilation[1], "conv2d")
+        return TensorType((x.shape[0], w.shape[0], oh, ow), x.dtype)
+
+    def ref(self, x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
+        win = _windows(x, w.shape[2:], stride, padding, dilation, 0)
+        cg, og = x.shape[1] // groups, w.shape[0] // groups
+        outs = [np.einsum("nchwij,ocij->nohw", win[:, g * cg:(g + 1) * cg], w[g * og:(g + 1) * og],
+                          optimize=True) for g in range(groups)]
+        return np.concatenate(outs, axis=1).astype(x.dtype, copy=False)
+
+    def onnx(self, e, x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
+        return e.op("Conv", [x, w], strides=list(stride), pads=[padding[0], padding[1]] * 2,
+                    dilations=list(dilation), group=groups)
+
+
+@register
+class conv_transpose2d(Op):
+    """y = the adjoint of conv2d applied to x: w is (C_in, C_out/groups, kh, kw) as in PyTorch"""
+    arity = 2
+
+    def infer(self, x, w, stride=(1, 1), padding=(0, 0), output_padding=(0, 0), dilation=(1, 1),
+              groups=1):
+        require_float(x)
+        if x.rank != 4 or w.rank != 4 or x.shape[1] != w.shape[0] or x.dtype != w.dtype:
+            raise ValueError(f"needs x (N, C, H, W) and w (C, O/groups, kh, kw) of one dtype, got "
+                             f"{fmt_shape(x)} and {fmt_shape(w)}")
+        if x.shape[1] % groups:
+            raise ValueError(f"{x.shape[1]} channels do not split into {groups} groups")
+        dims = []
+        for i in range(2):
+            n = x.shape[2 + i]
+            if not isinstance(n, int):
+                raise ValueError(f"spatial dims must be static, got {n}")
+            dims.append((n - 1) * stride[i] - 2 * padding[i] + dilation[i] * (w.shape[2 + i] - 1)
+                        + output_padding[i] + 1)
+        return TensorType((x.shape[0], w.shape[1] * groups, dims[0], dims[1]), x.dtype)
+
+    def ref(self, x, w, stride=(1, 1), padding=(0, 0), output_padding=(0, 0), dilation=(1, 1),
+            groups=1):
+        n, cin, h, wd = x.shape
+        kh, kw = w.shape[2:]
+        cg, og = cin // groups, w.shape[1]
+        fh = (h - 1) * stride[0] + dilation[0] * (kh - 1) + 1 + output_padding[0]
+        fw = (wd - 1) * stride[1] + dilation[1] * (kw - 1) + 1 + output_padding[1]
+        full = np.zeros((n, og * groups, fh, fw), x.dtype)
+        for g in range(groups):
+            xg, wg = x[:, g * cg:(g + 1) * cg], w[g * cg:(g + 1) * cg]
+            for i in range(kh):
+                for j in range(kw):
+                    hi, wj = i * dilation[0], j * dilation[1]
+                    full[:, g * og:(g + 1) * og, hi:hi + (h - 1) * stride[0] + 1:stride[0],
+                         wj:wj + (wd - 1) * stride[1] + 1:stride[1]] += \
+                        np.einsum("nchw,co->nohw", xg, wg[:, :, i, j], optimize=True)
+        oh = fh - 2 * padding[0]
+        ow = fw - 2 * padding[1]
+        return full[:, :, padding[0]:padding[0] + oh, padding[1]:padding[1] + ow].copy()
+
+    def onnx(self, e, x, w, stride=(1, 1), padding=(0, 0), output_padding=(0, 0), dilation=(1, 1),
+             groups=1):
+        return e.op("ConvTranspose", [x, w], strides=list(stride), pads=[padding[0], padding[1]] * 2,
+                    output_padding=list(output_padding), dilations=list(dilation), group=groups)
+
+
+class Pool(Op):
+    """Shared infer for 2-D pools over windows of `kernel_size`."""
+
+    def infer(self, x, kernel_size, stride, padding, **_):
+        require_float(x)
+        if x.rank != 4:
+            raise ValueError(f"needs x (N, C, H, W), got {fmt_shape(x)}")
+        if any(p * 2 > k for p, k in zip(padding, kernel_size)):
+            raise ValueError(f"padding {padding} is more than half of kernel {kernel_size}")
+        oh = _out_len(x.shape[2], kernel_size[0], stride[0], padding[0], 1, self.name)
+        ow = _out_len(x.shape[3], kernel_size[1], stride[1], padding[1], 1, self.name)
+        return TensorType(x.shape[:2] + (oh, ow), x.dtype)
+
+
+@register
+class max_pool2d(Pool):
+    """y[n,c,h,w] = max over the window at (s*h - p, s*w - p) of size kernel_size"""
+
+    def ref(self, x, kernel_size, stride, padding):
+        win = _windows(x, kernel_size, stride, padding, (1, 1), -np.inf)
+        return win.max(axis=(4, 5)).astype(x.dtype, copy=False)
+
+    def onnx(self, e, x, kernel_size, stride, padding):
+        return e.op("MaxPool", [x], kernel_shape=list(kernel_size), strides=list(stride),
+                    pads=[padding[0], padding[1]] * 2)
+
+
+@register
+class avg_pool2d(Pool):
+    """y[n,c,h,w] = mean over the window (padding counted unless count_include_pad is False)"""
+
+    def ref(self, x, kernel_size, stride, padding, count_include_pad=True):
+        win = _windows(x, kernel_size, stride, padding, (1, 1), 0)
+        total = win.sum(axis=(4, 5))
+        if count_include_pad:
+            return (total / (kernel_size[0] * kernel_size[1])).astype(x.dtype)
+        ones = _windows(np.ones((1, 1) + x.shape[2:], x.dtype), kernel_size, stride, padding, (1, 1), 0)
+        return (total / ones.sum(axis=(4, 5))).astype(x.dtype)
+
+    def onnx(self, e, x, kernel_size, stride, padding, count_include_pad=True):
+        return e.op("AveragePool", [x], kernel_shape=list(kernel_size), strides=list(stride),
+                    pads=[padding[0], padding[1]] * 2, count_include_pad=int(count_include_pad))
+
+
+# ---- counter-based random numbers ----------------------------------------------------------------
+# u = hash(seed, counter, element index) / 2^24, computed in int64 with every product < 2^63, so
+# numpy, onnxruntime and TVM give bit-identical values.
+_M = 2**31
+_A, _B, _C = 0x2545F491, 0x6C8E9CF5, 0x1B873593
+_ROUNDS = (0x2C1B3C6D, 0x297A2D39, 0x5BD1E995 % _M)
+
+
+@register
+class random_uniform(Op):
+    """y = hash(seed, counter, index) / 2^24 in [0, 1): a pure function of its int64 inputs"""
+    arity = 2
+    differentiable = False
+    shape_attrs = ("shape",)
+
+    def infer(self, seed, counter, shape, dtype="float32"):
+        for nm, t in (("seed", seed), ("counter", counter)):
+            if t.dtype != "int64" or t.rank != 0:
+                raise TypeError(f"{nm} must be an int64 scalar, got {t}")
+        return TensorType(tuple(shape), dtype)
+
+    def ref(self, seed, counter, shape, dtype="float32"):
+        idx = np.arange(int(np.prod(shape, dtype=np.int64)), dtype=np.int64)
+        s, c = np.int64(seed) % _M, np.int64(counter) % _M
+        h = (idx * _A) % _M
+        h = (h + (c * _B) % _M + (s * _C) % _M) % _M
+        for k in _ROUNDS:
+            h = np.bitwise_xor(h, h // 65536)
+            h = (h * k) % _M
+            h = (h + s) % _M
+        return ((h // 128).astype(dtype) / np.asarray(2.0**24, dtype)).reshape(shape).astype(dtype)
+
+    def onnx(self, e, seed, counter, shape, dtype="float32"):
+        i64 = lambda v: e.const(np.array(v, np.int64))  # noqa: E731
+        numel = e.op("ReduceProd", [e.shape_tensor(shape)], keepdims=0) if shape else i64(1)
+        idx = e.op("Range", [i64(0), numel, i64(1)])
+        m = i64(_M)
+        s = e.op("Mod", [seed, m])
+        c = e.op("Mod", [counter, m])
+        h = e.op("Mod", [e.op("Mul", [idx, i64(_A)]), m])
+        cb = e.op("Mod", [e.op("Mul", [c, i64(_B)]), m])
+        sc = e.op("Mod", [e.op("Mul", [s, i64(_C)]), m])
+        h = e.op("Mod", [e.op("Add", [e.op("Add", [h, cb]), sc]), m])
+        for k in _ROUNDS:
+            h = e.op("BitwiseXor", [h, e.op("Div", [h, i64(65536)])])
+            h = e.op("Mod", [e.op("Mul", [h, i64(k)]), m])
+            h = e.op("Mod", [e.op("Add", [h, s]), m])
+        f = e.op("Cast", [e.op("Div", [h, i64(128)])], to=e.onnx_dtype(dtype))
+        u = e.op("Div", [f, e.const(np.array(2.0**24, dtype))])
+        return e.op("Reshape", [u, e.shape_tensor(shape)])

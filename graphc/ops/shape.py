@@ -1,0 +1,185 @@
+"""Shape and indexing primitives: reshape, transpose, expand, concat, slice, gather, pad."""
+from __future__ import annotations
+
+import builtins
+
+import numpy as np
+
+from ..ir.types import TensorType, broadcast_shapes, dim_product, normalize_dim
+from .base import Op, fmt_shape, norm_axis, register
+
+INT_MAX = 2**63 - 1
+
+
+@register
+class reshape(Op):
+    """y = x with a new shape of the same size (dims may be symbolic; no -1 here)"""
+    shape_attrs = ("shape",)
+
+    def infer(self, x, shape):
+        shape = tuple(normalize_dim(d) for d in shape)
+        if dim_product(shape) != x.numel():
+            raise ValueError(f"cannot reshape {fmt_shape(x)} ({x.numel()} elements) to "
+                             f"{tuple(shape)} ({dim_product(shape)} elements)")
+        return TensorType(shape, x.dtype)
+
+    def ref(self, x, shape):
+        return x.reshape(shape)
+
+    def onnx(self, e, x, shape):
+        return e.op("Reshape", [x, e.shape_tensor(shape, allow_minus_one=True)])
+
+
+@register
+class transpose(Op):
+    """y = x with axes permuted: y.shape[i] = x.shape[axes[i]]"""
+
+    def infer(self, x, axes):
+        if sorted(axes) != list(range(x.rank)):
+            raise ValueError(f"axes {tuple(axes)} are not a permutation of {x.rank} axes of {fmt_shape(x)}")
+        return TensorType(tuple(x.shape[a] for a in axes), x.dtype)
+
+    def ref(self, x, axes):
+        return np.transpose(x, axes)
+
+    def onnx(self, e, x, axes):
+        return e.op("Transpose", [x], perm=list(axes))
+
+
+@register
+class expand(Op):
+    """y = x broadcast to `shape` (numpy broadcast_to)"""
+    shape_attrs = ("shape",)
+
+    def infer(self, x, shape):
+        shape = tuple(normalize_dim(d) for d in shape)
+        try:
+            out = broadcast_shapes(x.shape, shape)
+        except ValueError as exc:
+            raise ValueError(f"cannot expand {fmt_shape(x)} to {shape}: {exc}") from None
+        if out != shape:
+            raise ValueError(f"cannot expand {fmt_shape(x)} to {shape}")
+        return TensorType(shape, x.dtype)
+
+    def ref(self, x, shape):
+        return np.broadcast_to(x, shape).copy()
+
+    def onnx(self, e, x, shape):
+        return e.op("Expand", [x, e.shape_tensor(shape)])
+
+
+@register
+class concat(Op):
+    """y = inputs joined along `axis`"""
+    arity = None
+
+    def infer(self, *xs, axis):
+        if not xs:
+            raise ValueError("needs at least one input")
+        first = xs[0]
+        a = norm_axis(axis, first.rank)
+        for t in xs[1:]:
+            if t.dtype != first.dtype or t.rank != first.rank or any(
+                    d1 != d2 for i, (d1, d2) in enumerate(zip(t.shape, first.shape)) if i != a):
+                raise ValueError("inputs " + ", ".join(fmt_shape(t) + f" {t.dtype}" for t in xs)
+                                 + f" do not match outside axis {axis}")
+        dims = [t.shape[a] for t in xs]
+        if all(isinstance(d, int) for d in dims):
+            total = builtins.sum(dims)
+        elif len(set(dims)) == 1:
+            total = dim_product([len(dims), dims[0]])
+        else:
+            raise ValueError(f"cannot concatenate symbolic dims {dims} along axis {axis}")
+        return TensorType(first.shape[:a] + (total,) + first.shape[a + 1:], first.dtype)
+
+    def ref(self, *xs, axis):
+        return np.concatenate(xs, axis=axis)
+
+    def onnx(self, e, *xs, axis):
+        return e.op("Concat", list(xs), axis=norm_axis(axis, e.in_types[0].rank))
+
+
+def _slice_len(d, start, end, step):
+    if isinstance(d, int):
+        return len(range(*slice(start, end, step).indices(d)))
+    if step == 1 and start == 0 and end >= INT_MAX // 2:
+        return d
+    if step == 1 and start < 0 and end >= INT_MAX // 2:
+        return -start
+    if step == 1 and 0 <= start < end < INT_MAX // 2:
+        return end - start
+    raise ValueError(f"cannot slice symbolic dim {d} with start={start}, end={end}, step={step}")
+
+
+@register
+class slice(Op):
+    """y = x[start:end:step] along each of `axes` (python slice semantics, clamped)"""
+
+    def infer(self, x, starts, ends, axes, steps):
+        shape = list(x.shape)
+        for s, t, a, st in zip(starts, ends, axes, steps):
+            if st == 0:
+                raise ValueError("slice step cannot be zero")
+            a = norm_axis(a, x.rank)
+            shape[a] = _slice_len(shape[a], s, t, st)
+        return TensorType(tuple(shape), x.dtype)
+
+    def ref(self, x, starts, ends, axes, steps):
+        idx = [builtins.slice(None)] * x.ndim
+        for s, t, a, st in zip(starts, ends, axes, steps):
+            idx[a] = builtins.slice(s, None if t >= INT_MAX // 2 and st > 0 else
+                                    (None if t <= -INT_MAX // 2 else t), st)
+        return x[tuple(idx)].copy()
+
+    def onnx(self, e, x, starts, ends, axes, steps):
+        i64 = lambda v: e.const(np.array(v, np.int64))  # noqa: E731
+        return e.op("Slice", [x, i64(starts), i64([builtins.min(t, INT_MAX) for t in ends]),
+                              i64([norm_axis(a, e.in_types[0].rank) for a in axes]), i64(steps)])
+
+
+@register
+class gather(Op):
+    """y = take(x, indices, axis): rows of an embedding table, say"""
+    arity = 2
+    nondiff_inputs = (1,)
+
+    def infer(self, x, indices, axis=0):
+        if indices.dtype not in ("int32", "int64"):
+            raise TypeError(f"indices must be int32 or int64, got {indices.dtype}")
+        a = norm_axis(axis, x.rank)
+        return TensorType(x.shape[:a] + indices.shape + x.shape[a + 1:], x.dtype)
+
+    def ref(self, x, indices, axis=0):
+        if indices.size and (indices.max() >= x.shape[axis] or indices.min() < -x.shape[axis]):
+            raise IndexError(f"gather: index out of range for axis {axis} of size {x.shape[axis]}")
+        return np.take(x, indices, axis=axis)
+
+    def onnx(self, e, x, indices, axis=0):
+        return e.op("Gather", [x, indices], axis=norm_axis(axis, e.in_types[0].rank))
+
+
+@register
+class pad(Op):
+    """y = x padded with `value`; pads = ((before, after), ...) for every axis"""
+
+    def infer(self, x, pads, value=0.0):
+        if len(pads) != x.rank:
+            raise ValueError(f"pads has {len(pads)} pairs for {fmt_shape(x)} of rank {x.rank}")
+        shape = []
+        for d, (b, a) in zip(x.shape, pads):
+            if b < 0 or a < 0:
+                raise ValueError(f"negative padding {pads}")
+            shape.append(d + b + a if isinstance(d, int) else (d if b == a == 0 else _bad_pad(d)))
+        return TensorType(tuple(shape), x.dtype)
+
+    def ref(self, x, pads, value=0.0):
+        return np.pad(x, pads, constant_values=value)
+
+    def onnx(self, e, x, pads, value=0.0):
+        flat = [b for b, _ in pads] + [a for _, a in pads]
+        return e.op("Pad", [x, e.const(np.array(flat, np.int64)),
+                            e.const(np.array(value, e.in_types[0].dtype))], mode="constant")
+
+
+def _bad_pad(d):
+    raise ValueError(f"cannot pad symbolic dim {d}")
