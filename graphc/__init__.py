@@ -27,3 +27,5 @@ from .ir import (FeedError, Graph, GraphBuildError, GraphcError, Node, TensorTyp
 from .runtime.executable import Executable, compile
 
 __version__ = "0.1.0"
+
+# ---- exports added by subsystems (one import line each; keep this marker) ----
