@@ -1,18 +1,122 @@
-"""The `graphc` command."""
+"""The `graphc` command.
+
+    graphc demo [lenet|mlp]          build, print, export and cross-check a model (default lenet)
+    graphc show TARGET               print a graph and its summary; TARGET is a built-in model
+                                     (lenet5, mlp, ...), path/to/file.py:function, a .graph
+                                     text file written by print(graph), or an .onnx file
+"""
 from __future__ import annotations
 
 import argparse
+import collections
+import importlib.util
 import sys
+from pathlib import Path
+from typing import Any
+
+
+def _demo_names() -> list[str]:
+    from .demo import DEMOS
+    return list(DEMOS)
+
+
+def load_graph(target: str) -> Any:
+    """The Graph named by a CLI target: a built-in model, `file.py:function`, or a .graph text file.
+
+    Raises:
+        SystemExit-friendly ValueError with what was tried.
+    """
+    from . import models
+    from .ir.graph import Graph
+    if target in models.MODELS:
+        return models.MODELS[target]()
+    if target.endswith((".graph", ".txt")) and Path(target).is_file():
+        from .ir.parser import parse_graph
+        return parse_graph(Path(target).read_text())
+    path, sep, func = target.rpartition(":")
+    if not sep or not path.endswith(".py"):
+        raise ValueError(f"cannot read {target!r}: expected one of {', '.join(models.MODELS)}, "
+                         "path/to/file.py:function, a .graph file or an .onnx file")
+    spec = importlib.util.spec_from_file_location(Path(path).stem, path)
+    if spec is None or spec.loader is None or not Path(path).is_file():
+        raise ValueError(f"{path}: no such Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(Path(path).resolve().parent))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.pop(0)
+    obj = getattr(module, func, None)
+    if obj is None:
+        raise ValueError(f"{path} has no attribute {func!r}")
+    if hasattr(obj, "graph") and isinstance(obj.graph, Graph):  # @gc.function
+        return obj.graph
+    if isinstance(obj, Graph):
+        return obj
+    if callable(obj):
+        g = obj()
+        if isinstance(g, Graph):
+            return g
+        if hasattr(g, "graph") and isinstance(g.graph, Graph):
+            return g.graph
+    raise ValueError(f"{target}: expected a Graph, a @gc.function or a function returning a Graph")
+
+
+def summary(graph: Any) -> str:
+    """Counts of inputs, parameters, nodes per op and outputs, as text."""
+    lines = [f"graph {graph.name!r}"]
+    for v in graph.inputs:
+        lines.append(f"  input  {v.name}: {v.type}")
+    n_values = sum(int(p.data.size) for p in graph.params if p.data is not None)
+    lines.append(f"  params {len(graph.params)} tensors, {n_values:,} values")
+    for k, v in graph.outputs.items():
+        lines.append(f"  output {k}: {v.type}")
+    ops = collections.Counter(n.op.name for n in graph.nodes)
+    lines.append(f"  nodes  {len(graph.nodes)}: "
+                 + ", ".join(f"{k} x{c}" for k, c in ops.most_common()))
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="graphc", description=__doc__)
+    """Entry point of the `graphc` console command; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="graphc", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("demo", help="the main job on a built-in example")
+    demo = sub.add_parser("demo", help="the main job on a built-in example")
+    names = _demo_names()
+    demo.add_argument("name", nargs="?", default=names[0], choices=names,
+                      help=f"which demo (default {names[0]})")
+    demo.add_argument("--batch", type=int, default=8, help="batch size of the random input")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the random input")
+    demo.add_argument("--out", default=None, help="directory for the .onnx file (default ./out)")
+    demo.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="onnxruntime device")
+    demo.add_argument("--quiet", action="store_true", help="do not print the graph")
+    show = sub.add_parser("show", help="print a graph and a summary")
+    show.add_argument("target", help="built-in model name, file.py:function, a .graph text file "
+                      "or an .onnx file")
+    show.add_argument("--summary", action="store_true", help="only the summary, not the graph")
     args = parser.parse_args(argv)
-    if args.cmd == "demo":
-        from .demo import main as demo
-        return demo()
+    from .ir.errors import GraphcError
+    try:
+        if args.cmd == "demo":
+            from .demo import main as run_demo
+            return run_demo(args.name, batch=args.batch, seed=args.seed, out_dir=args.out,
+                            show_graph=not args.quiet, device=args.device)
+        if args.cmd == "show" and args.target.endswith(".onnx"):
+            if not Path(args.target).is_file():
+                raise ValueError(f"{args.target}: no such file")
+            from .backends.onnx_inspect import describe_onnx
+            print(describe_onnx(args.target, nodes=not args.summary))
+            return 0
+        if args.cmd == "show":
+            graph = load_graph(args.target)
+            if not args.summary:
+                print(graph)
+            print(summary(graph))
+            return 0
+    except (GraphcError, ValueError) as exc:
+        print(f"graphc {args.cmd}: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

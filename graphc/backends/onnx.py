@@ -61,11 +61,12 @@ class OnnxEmitter:
     def onnx_dtype(dtype: str) -> int:
         return _DTYPE[dtype]
 
-    def op(self, op_type: str, inputs: list[str], **attrs: Any) -> str:
-        """Emits one ONNX node; returns its output's name."""
+    def op(self, op_type: str, inputs: list[str], n_out: int = 1, **attrs: Any) -> Any:
+        """Emits one ONNX node; returns its output's name (a list of `n_out` names if n_out > 1)."""
         out = self.fresh(f"{self.prefix}/{op_type}")
-        self.nodes.append(_onnx().helper.make_node(op_type, list(inputs), [out], name=out, **attrs))
-        return out
+        outs = [out] + [self.fresh(f"{out}_{i}") for i in range(1, n_out)]
+        self.nodes.append(_onnx().helper.make_node(op_type, list(inputs), outs, name=out, **attrs))
+        return out if n_out == 1 else outs
 
     def const(self, value: np.ndarray, name_hint: str = "const") -> str:
         """An initializer holding `value` (small ones shared)."""
@@ -227,3 +228,96 @@ class OnnxExecutable(Executable):
 
     def _run(self, feeds, bindings):
         return self.session.run(self.output_names, feeds)
+
+
+# ---- training: a Stepper on onnxruntime with io binding (appended by the training runtime) ----
+
+from ..runtime.stepper import Stepper  # noqa: E402  (runtime.stepper does not import this module)
+
+
+class OrtStepper(Stepper):
+    """Runs a training-step graph on onnxruntime; parameters and state stay in OrtValues.
+
+    Two sets of OrtValues (A and B) hold the parameters and optimizer state, on the session's
+    device. Two IOBindings are built once: one reads A and writes B, the other reads B and writes
+    A; a step rebinds only the batch and updates the step/lr scalars in place, runs, and flips
+    parity. No per-step graph rebuild, no per-step Python loop over parameters, and on CUDA only
+    the batch and the metrics cross the bus.
+    """
+
+    backend = "onnxruntime"
+
+    def __init__(self, graph: Graph, device: str = "cpu", seed: int = 0, opset: int | None = None,
+                 session_options: Any = None):
+        super().__init__(graph, device, seed)
+        import onnxruntime as ort
+        self._ort = ort
+        self.model = to_onnx(graph, opset)
+        opts = session_options or ort.SessionOptions()
+        if session_options is None:
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            opts.log_severity_level = 3
+        self.session = ort.InferenceSession(self.model.SerializeToString(), opts,
+                                            providers=ort_providers(device))
+        dev = "cuda" if device == "cuda" else "cpu"
+        spec = self.spec
+        ov = ort.OrtValue
+        carried = spec.carried
+        bufs_a = {n: ov.ortvalue_from_numpy(np.ascontiguousarray(spec.initial[n]), dev, 0) for n in carried}
+        bufs_b = {n: ov.ortvalue_from_shape_and_type(spec.initial[n].shape, spec.initial[n].dtype, dev, 0)
+                  for n in carried}
+        self._bufs = (bufs_a, bufs_b)
+        self._step_host = np.zeros((), np.int64)
+        self._lr_host = np.zeros((), self._lr_dtype)
+        self._step_ov = ov.ortvalue_from_numpy(self._step_host)
+        self._lr_ov = ov.ortvalue_from_numpy(self._lr_host)
+        self._seed_host = np.asarray(self.seed, np.int64)
+        self._seed_ov = ov.ortvalue_from_numpy(self._seed_host)
+        out_of = {src: o for o, src in spec.updates.items()}
+        self._metric_ov = {}
+        for m in spec.metrics:
+            t = graph.outputs[m].type
+            self._metric_ov[m] = (ov.ortvalue_from_shape_and_type(
+                tuple(int(d) for d in t.shape), np.dtype(t.dtype), "cpu", 0) if t.is_static else None)
+        self._bindings = []
+        for src, dst in ((bufs_a, bufs_b), (bufs_b, bufs_a)):
+            b = self.session.io_binding()
+            for n in carried:
+                b.bind_ortvalue_input(n, src[n])
+                b.bind_ortvalue_output(out_of[n], dst[n])
+            b.bind_ortvalue_input(spec.step, self._step_ov)
+            b.bind_ortvalue_input(spec.lr, self._lr_ov)
+            if spec.rng_seed:
+                b.bind_ortvalue_input(spec.rng_seed, self._seed_ov)
+            for m, mv in self._metric_ov.items():
+                if mv is None:
+                    b.bind_output(m, "cpu")
+                else:
+                    b.bind_ortvalue_output(m, mv)
+            self._bindings.append(b)
+        self._parity = 0
+        self._dynamic_metrics = any(mv is None for mv in self._metric_ov.values())
+
+    def _step(self, batch, lr):
+        b = self._bindings[self._parity]
+        for n in self.spec.batch:
+            b.bind_cpu_input(n, batch[n])
+        self._step_host[()] = self.step_count
+        self._step_ov.update_inplace(self._step_host)
+        self._lr_ov.update_inplace(lr)
+        self.session.run_with_iobinding(b)
+        self._parity ^= 1
+        if self._dynamic_metrics:
+            outs = dict(zip(self.session.get_outputs_names() if hasattr(self.session, "get_outputs_names")
+                            else [o.name for o in self.session.get_outputs()], b.get_outputs()))
+            return {m: (mv if mv is not None else outs[m]).numpy() for m, mv in self._metric_ov.items()}
+        return {m: mv.numpy() for m, mv in self._metric_ov.items()}
+
+    def _get(self):
+        cur = self._bufs[self._parity]
+        return {n: np.array(v.numpy(), copy=True) for n, v in cur.items()}
+
+    def _set(self, values):
+        cur = self._bufs[self._parity]
+        for n, a in values.items():
+            cur[n].update_inplace(np.ascontiguousarray(a, dtype=cur[n].numpy().dtype))

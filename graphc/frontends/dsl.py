@@ -147,6 +147,8 @@ def _vname(x) -> str:
 
 def as_value(x: Any, g: Graph, dtype: str | None = None) -> Value:
     """The graph value for a Tensor, Value, numpy array or Python scalar (made a constant)."""
+    if hasattr(type(x), "__graphc_tensor__"):  # an object standing for a graph value (nn.Parameter)
+        x = x.__graphc_tensor__(g)
     if isinstance(x, Tensor):
         x = x.value
     if isinstance(x, Value):
@@ -194,6 +196,8 @@ def apply(op: str | Op, inputs: Sequence[Any], attrs: dict[str, Any] | None = No
 def _lift(a: Any, b: Any) -> tuple[Any, Any]:
     """Turns Python/numpy scalars into constants of the other operand's dtype."""
     def conv(x, other):
+        if hasattr(type(x), "__graphc_tensor__"):
+            return x
         if isinstance(x, (Tensor, Value)) or not isinstance(other, (Tensor, Value)):
             return x
         dt = other.type.dtype

@@ -192,9 +192,15 @@ def mse_loss(input, target, reduction: str = "mean") -> Tensor:
 
 
 def binary_cross_entropy_with_logits(logits, target, reduction: str = "mean") -> Tensor:
-    """BCE on logits, computed stably: max(z, 0) - z*t + log(1 + exp(-|z|))."""
+    """BCE on logits, computed stably: softplus(z) - z*t."""
     z = _tensor(logits)
-    return _reduce(dsl.relu(z) - z * target + dsl.log(1 + dsl.exp(-dsl.abs(z))), reduction)
+    # softplus is z + log(1 + e^-z) for z >= 0 and log(1 + e^z) below: each branch smooth where
+    # taken, so the gradient at z = 0 is exact (max(z, 0) + log(1 + e^-|z|) has two kinks there
+    # whose subgradients add up wrong), and exp sees only values <= 0 (no overflow)
+    pos = z >= 0
+    zp, zn = dsl.where(pos, z, 0.0), dsl.where(pos, 0.0, z)
+    softplus = dsl.where(pos, zp + dsl.log(1 + dsl.exp(-zp)), dsl.log(1 + dsl.exp(zn)))
+    return _reduce(softplus - z * target, reduction)
 
 
 def clip(x, a_min=None, a_max=None) -> Tensor:

@@ -222,6 +222,10 @@ class Graph:
             self.outputs[val.name] = val
         for k, v in named.items():
             self.outputs[k] = as_value(v, self)
+        # buffer updates ("state:<name>", made by nn layers while tracing) stay after the user's
+        # outputs, so the loss remains the first output
+        for k in [k for k in self.outputs if k.startswith("state:")]:
+            self.outputs[k] = self.outputs.pop(k)
 
     # ---- views ---------------------------------------------------------------------------------
     def values(self) -> list[Value]:

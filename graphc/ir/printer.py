@@ -11,8 +11,12 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def format_attr(v: Any) -> str:
     if isinstance(v, np.ndarray):
+        if v.ndim == 0:  # array2string prints 2.0 as "2."
+            return repr(v.item())
         if v.size <= 4:
-            return np.array2string(v.reshape(-1) if v.ndim else v, separator=", ").replace("\n", "")
+            # floatmode="unique": the shortest text that reads back to the same value (parser)
+            return np.array2string(v.reshape(-1) if v.ndim else v, separator=", ",
+                                   floatmode="unique").replace("\n", "")
         return f"<{v.dtype.name}{list(v.shape)}>"
     if isinstance(v, tuple):
         return "(" + ", ".join(format_attr(x) for x in v) + ("," if len(v) == 1 else "") + ")"

@@ -107,7 +107,12 @@ class TensorType:
     dtype: str = "float32"
 
     def __post_init__(self):
-        object.__setattr__(self, "shape", tuple(normalize_dim(d) for d in self.shape))
+        shape = tuple(normalize_dim(d) for d in self.shape)
+        if any(isinstance(d, int) and d < 0 for d in shape):
+            # a -1 batch dim is a common slip: graphc spells unknown sizes with a symbol
+            raise ValueError(f"negative dim in shape {shape}; use a symbol such as 'N' for a size "
+                             "known only at run time")
+        object.__setattr__(self, "shape", shape)
         object.__setattr__(self, "dtype", canonical_dtype(self.dtype))
 
     @property

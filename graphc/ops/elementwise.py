@@ -29,6 +29,9 @@ class Unary(Op):
     def onnx(self, e, x):
         return e.op(self.onnx_op, [x])
 
+    def tvm(self, e, x):
+        return {"neg": e.R.negative, "relu": e.R.nn.relu}.get(self.name, getattr(e.R, self.name, None))(x)
+
     @staticmethod
     def fn(x):  # pragma: no cover - overridden
         raise NotImplementedError
@@ -41,12 +44,19 @@ class neg(Unary):
     onnx_op = "Neg"
     fn = staticmethod(np.negative)
 
+    def vjp(self, g, x, *, y):
+        return (-g,)
+
 
 @register
 class exp(Unary):
     """y = e^x"""
     onnx_op = "Exp"
     fn = staticmethod(np.exp)
+
+    def vjp(self, g, x, *, y):
+        # safe_mul: an untaken branch whose e^x overflowed still gets a zero gradient
+        return (_safe_mul(g, y),)
 
 
 @register
@@ -59,6 +69,10 @@ class log(Unary):
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.log(x)
 
+    def vjp(self, g, x, *, y):
+        # 1/x is infinite at 0; safe_mul keeps a zero cotangent zero (where(x > 0, log(x), 0))
+        return (_safe_mul(g, 1 / x),)
+
 
 @register
 class sqrt(Unary):
@@ -70,6 +84,9 @@ class sqrt(Unary):
         with np.errstate(invalid="ignore"):
             return np.sqrt(x)
 
+    def vjp(self, g, x, *, y):
+        return (_safe_mul(g, 0.5 / y),)
+
 
 @register
 class abs(Unary):
@@ -78,12 +95,19 @@ class abs(Unary):
     onnx_op = "Abs"
     fn = staticmethod(np.abs)
 
+    def vjp(self, g, x, *, y):
+        from ..frontends import dsl
+        return (g * dsl.sign(x),)
+
 
 @register
 class tanh(Unary):
     """y = tanh x"""
     onnx_op = "Tanh"
     fn = staticmethod(np.tanh)
+
+    def vjp(self, g, x, *, y):
+        return (g * (1 - y * y),)
 
 
 @register
@@ -97,6 +121,9 @@ class sigmoid(Unary):
         e = np.exp(-np.abs(x))
         return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
+    def vjp(self, g, x, *, y):
+        return (g * (y * (1 - y)),)
+
 
 @register
 class relu(Unary):
@@ -108,6 +135,10 @@ class relu(Unary):
     def fn(x):
         return np.maximum(x, 0)
 
+    def vjp(self, g, x, *, y):
+        from ..frontends import dsl
+        return (dsl.where(x > 0, g, 0),)
+
 
 @register
 class erf(Unary):
@@ -117,6 +148,10 @@ class erf(Unary):
     @staticmethod
     def fn(x):
         return np.vectorize(math.erf, otypes=[np.float64])(x) if x.size else x
+
+    def vjp(self, g, x, *, y):
+        from ..frontends import dsl
+        return (g * (dsl.exp(-(x * x)) * (2 / math.sqrt(math.pi))),)
 
 
 @register
@@ -157,6 +192,10 @@ class Binary(Op):
     def onnx(self, e, a, b):
         return e.op(self.onnx_op, [a, b])
 
+    def tvm(self, e, a, b):
+        names = {"sub": "subtract", "mul": "multiply", "div": "divide", "pow": "power"}
+        return getattr(e.R, names.get(self.name, self.name))(a, b)
+
     @staticmethod
     def fn(a, b):  # pragma: no cover - overridden
         raise NotImplementedError
@@ -168,6 +207,9 @@ class add(Binary):
     onnx_op = "Add"
     fn = staticmethod(np.add)
 
+    def vjp(self, g, a, b, *, y):
+        return (g, g)
+
 
 @register
 class sub(Binary):
@@ -175,12 +217,18 @@ class sub(Binary):
     onnx_op = "Sub"
     fn = staticmethod(np.subtract)
 
+    def vjp(self, g, a, b, *, y):
+        return (g, -g)
+
 
 @register
 class mul(Binary):
     """z = a * b"""
     onnx_op = "Mul"
     fn = staticmethod(np.multiply)
+
+    def vjp(self, g, a, b, *, y):
+        return (g * b, g * a)
 
 
 @register
@@ -193,6 +241,11 @@ class div(Binary):
         if a.dtype.kind in "iu":
             return np.trunc(a / b).astype(a.dtype)
         return np.divide(a, b)
+
+    def vjp(self, g, a, b, *, y):
+        # da = g / b, db = -da * a / b; safe_mul so that b == 0 in an untaken branch gives 0
+        ga = _safe_mul(g, 1 / b)
+        return (ga, -_safe_mul(ga, y))
 
 
 @register
@@ -207,6 +260,11 @@ class pow(Binary):
 
     fn = staticmethod(np.power)
 
+    def vjp(self, g, a, b, *, y):
+        from ..frontends import dsl
+        # b * a^(b-1) is infinite at a == 0 for b < 1, and log(a) is -inf there
+        return (_safe_mul(g, b * dsl.power(a, b - 1)), _safe_mul(g * y, dsl.log(a)))
+
 
 @register
 class maximum(Binary):
@@ -214,12 +272,22 @@ class maximum(Binary):
     onnx_op = "Max"
     fn = staticmethod(np.maximum)
 
+    def vjp(self, g, a, b, *, y):
+        from ..frontends import dsl
+        take_a = a >= b
+        return (dsl.where(take_a, g, 0), dsl.where(take_a, 0, g))
+
 
 @register
 class minimum(Binary):
     """z = min(a, b)"""
     onnx_op = "Min"
     fn = staticmethod(np.minimum)
+
+    def vjp(self, g, a, b, *, y):
+        from ..frontends import dsl
+        take_a = a <= b
+        return (dsl.where(take_a, g, 0), dsl.where(take_a, 0, g))
 
 
 class Compare(Binary):
@@ -234,6 +302,11 @@ class equal(Compare):
     onnx_op = "Equal"
     allow_bool = True
     fn = staticmethod(np.equal)
+
+    def tvm(self, e, a, b):
+        if e.in_types[0].dtype == "bool":  # TVM 0.27's LLVM codegen emits fcmp on i1 for bool ==
+            return e.R.logical_not(e.R.logical_xor(a, b))
+        return e.R.equal(a, b)
 
 
 @register
@@ -304,6 +377,9 @@ class logical_not(Op):
     def onnx(self, e, x):
         return e.op("Not", [x])
 
+    def tvm(self, e, x):
+        return e.R.logical_not(x)
+
 
 @register
 class where(Op):
@@ -328,6 +404,14 @@ class where(Op):
     def onnx(self, e, c, a, b):
         return e.op("Where", [c, a, b])
 
+    def tvm(self, e, c, a, b):
+        return e.R.where(c, a, b)
+
+    def vjp(self, g, c, a, b, *, y):
+        from ..frontends import dsl
+        # the branch not taken gets an exact zero, never 0 * (its derivative)
+        return (None, dsl.where(c, g, 0), dsl.where(c, 0, g))
+
 
 @register
 class cast(Op):
@@ -341,6 +425,13 @@ class cast(Op):
 
     def onnx(self, e, x, dtype):
         return e.op("Cast", [x], to=e.onnx_dtype(dtype))
+
+    def tvm(self, e, x, dtype):
+        return e.R.astype(x, e.out_type.dtype)
+
+    def vjp(self, g, x, *, y, dtype):
+        from ..frontends import dsl
+        return (dsl.cast(g, x.dtype) if x.type.is_float else None,)
 
 
 @register
@@ -357,6 +448,9 @@ class stop_gradient(Op):
     def onnx(self, e, x):
         return e.op("Identity", [x])
 
+    def tvm(self, e, x):
+        return x
+
 
 @register
 class constant(Op):
@@ -372,3 +466,38 @@ class constant(Op):
 
     def onnx(self, e, value):
         return e.const(value, name_hint="const")
+
+    def tvm(self, e, value):
+        return e.const(value)
+
+
+@register
+class safe_mul(Binary):
+    """z = a * b, but 0 wherever a == 0 (so 0 * inf = 0: a zero cotangent stays zero)"""
+    onnx_op = "Mul"
+
+    def infer(self, a, b):
+        t = super().infer(a, b)
+        require_float(t)
+        return t
+
+    @staticmethod
+    def fn(a, b):
+        return np.where(a == 0, np.zeros((), a.dtype), np.multiply(a, b))
+
+    def onnx(self, e, a, b):
+        zero = e.const(np.zeros((), e.in_types[0].dtype))
+        return e.op("Where", [e.op("Equal", [a, zero]), zero, e.op("Mul", [a, b])])
+
+    def tvm(self, e, a, b):
+        zero = e.const(np.zeros((), e.in_types[0].dtype))
+        return e.R.where(e.R.equal(a, zero), zero, e.R.multiply(a, b))
+
+    def vjp(self, g, a, b, *, y):
+        return (_safe_mul(g, b), _safe_mul(g, a))
+
+
+def _safe_mul(a, b):
+    """a * b with 0 where a == 0: gradient rules use it where a derivative may be infinite."""
+    from ..frontends import dsl
+    return dsl.apply("safe_mul", [a, b])

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ..ir.types import TensorType
+from ..ir.types import TensorType, dim_product
 from .base import Op, fmt_shape, register, require_float
 
 
@@ -38,9 +38,9 @@ class conv2d(Op):
                              f"and {fmt_shape(w)}")
         if x.dtype != w.dtype:
             raise TypeError(f"dtypes {x.dtype} and {w.dtype} differ")
-        if x.shape[1] != w.shape[1] * groups or w.shape[0] % groups:
+        if x.shape[1] != dim_product([w.shape[1], groups]) or w.shape[0] % groups:
             raise ValueError(f"x {fmt_shape(x)} has {x.shape[1]} channels but w {fmt_shape(w)} with "
-                             f"groups={groups} expects {w.shape[1] * groups}")
+                             f"groups={groups} expects {dim_product([w.shape[1], groups])}")
         oh = _out_len(x.shape[2], w.shape[2], stride[0], padding[0], dilation[0], "conv2d")
         ow = _out_len(x.shape[3], w.shape[3], stride[1], padding[1], dilation[1], "conv2d")
         return TensorType((x.shape[0], w.shape[0], oh, ow), x.dtype)
@@ -55,6 +55,19 @@ class conv2d(Op):
     def onnx(self, e, x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
         return e.op("Conv", [x, w], strides=list(stride), pads=[padding[0], padding[1]] * 2,
                     dilations=list(dilation), group=groups)
+
+    def tvm(self, e, x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
+        return e.R.nn.conv2d(x, w, strides=tuple(stride), padding=tuple(padding),
+                             dilation=tuple(dilation), groups=groups)
+
+    def vjp(self, g, x, w, *, y, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
+        from ..frontends import dsl
+        # dx: the adjoint convolution, its output_padding chosen to give back x's exact size
+        extra = _output_padding(x.shape[2:], y.shape[2:], w.shape[2:], stride, padding, dilation)
+        gx = dsl.apply("conv_transpose2d", [g, w], {
+            "stride": tuple(stride), "padding": tuple(padding), "output_padding": extra,
+            "dilation": tuple(dilation), "groups": groups})
+        return (gx, _conv_weight_grad(x, g, w.shape[2:], stride, padding, dilation, groups))
 
 
 @register
@@ -104,6 +117,20 @@ class conv_transpose2d(Op):
         return e.op("ConvTranspose", [x, w], strides=list(stride), pads=[padding[0], padding[1]] * 2,
                     output_padding=list(output_padding), dilations=list(dilation), group=groups)
 
+    def tvm(self, e, x, w, stride=(1, 1), padding=(0, 0), output_padding=(0, 0), dilation=(1, 1),
+            groups=1):
+        return e.R.nn.conv2d_transpose(x, w, strides=tuple(stride), padding=tuple(padding),
+                                       output_padding=tuple(output_padding),
+                                       dilation=tuple(dilation), groups=groups)
+
+    def vjp(self, g, x, w, *, y, stride=(1, 1), padding=(0, 0), output_padding=(0, 0),
+            dilation=(1, 1), groups=1):
+        from ..frontends import dsl
+        # conv_transpose2d(., w) is the adjoint of conv2d(., w): swap the roles of x and y
+        gx = dsl.apply("conv2d", [g, w], {"stride": tuple(stride), "padding": tuple(padding),
+                                          "dilation": tuple(dilation), "groups": groups})
+        return (gx, _conv_weight_grad(g, x, w.shape[2:], stride, padding, dilation, groups))
+
 
 class Pool(Op):
     """Shared infer for 2-D pools over windows of `kernel_size`."""
@@ -131,6 +158,15 @@ class max_pool2d(Pool):
         return e.op("MaxPool", [x], kernel_shape=list(kernel_size), strides=list(stride),
                     pads=[padding[0], padding[1]] * 2)
 
+    def tvm(self, e, x, kernel_size, stride, padding):
+        return e.R.nn.max_pool2d(x, tuple(kernel_size), tuple(stride), tuple(padding))
+
+    def vjp(self, g, x, *, y, kernel_size, stride, padding):
+        from ..frontends import dsl
+        return (dsl.apply("max_pool2d_grad", [x, g], {"kernel_size": tuple(kernel_size),
+                                                      "stride": tuple(stride),
+                                                      "padding": tuple(padding)}),)
+
 
 @register
 class avg_pool2d(Pool):
@@ -147,6 +183,28 @@ class avg_pool2d(Pool):
     def onnx(self, e, x, kernel_size, stride, padding, count_include_pad=True):
         return e.op("AveragePool", [x], kernel_shape=list(kernel_size), strides=list(stride),
                     pads=[padding[0], padding[1]] * 2, count_include_pad=int(count_include_pad))
+
+    def tvm(self, e, x, kernel_size, stride, padding, count_include_pad=True):
+        return e.R.nn.avg_pool2d(x, tuple(kernel_size), tuple(stride), tuple(padding),
+                                 count_include_pad=bool(count_include_pad))
+
+    def vjp(self, g, x, *, y, kernel_size, stride, padding, count_include_pad=True):
+        from ..frontends import dsl
+        c = x.shape[1]
+        if not isinstance(c, int):
+            raise ValueError(f"the gradient of avg_pool2d needs a static channel count, got {c}")
+        kh, kw = kernel_size
+        if count_include_pad:
+            gs = g * (1.0 / (kh * kw))
+        else:  # each output divided by its own count of real (unpadded) inputs
+            ones = _windows(np.ones((1, 1) + tuple(x.shape[2:])), kernel_size, stride, padding, (1, 1), 0)
+            gs = g / dsl.constant(ones.sum(axis=(4, 5))[0, 0].astype(x.dtype))
+        # spreading each output evenly over its window is a depthwise transposed convolution
+        extra = _output_padding(x.shape[2:], y.shape[2:], kernel_size, stride, padding, (1, 1))
+        w = dsl.constant(np.ones((c, 1, kh, kw), x.dtype))
+        return (dsl.apply("conv_transpose2d", [gs, w], {
+            "stride": tuple(stride), "padding": tuple(padding), "output_padding": extra,
+            "dilation": (1, 1), "groups": c}),)
 
 
 # ---- counter-based random numbers ----------------------------------------------------------------
@@ -199,3 +257,116 @@ class random_uniform(Op):
         f = e.op("Cast", [e.op("Div", [h, i64(128)])], to=e.onnx_dtype(dtype))
         u = e.op("Div", [f, e.const(np.array(2.0**24, dtype))])
         return e.op("Reshape", [u, e.shape_tensor(shape)])
+
+    def tvm(self, e, seed, counter, shape, dtype="float32"):
+        tir, dims = e.tir, e.shape(shape)
+        i64 = lambda v: tir.const(v, "int64")  # noqa: E731
+
+        def compute(sd, ct):
+            def body(*idx):
+                flat = i64(0)
+                for i, d in zip(idx, dims):
+                    flat = flat * d + i.astype("int64")
+                m = i64(_M)
+                s, c = tir.floormod(sd(), m), tir.floormod(ct(), m)
+                h = tir.floormod(flat * i64(_A), m)
+                h = tir.floormod(h + tir.floormod(c * i64(_B), m) + tir.floormod(s * i64(_C), m), m)
+                for k in _ROUNDS:
+                    h = tir.bitwise_xor(h, tir.floordiv(h, i64(65536)))
+                    h = tir.floormod(h * i64(k), m)
+                    h = tir.floormod(h + s, m)
+                return tir.floordiv(h, i64(128)).astype(dtype) / tir.const(2.0**24, dtype)
+            return e.te.compute(dims, body, name="random_uniform")
+        return e.emit_te(compute, seed, counter)
+
+
+# ---- gradients of convolutions and pools -------------------------------------------------------
+
+@register
+class max_pool2d_grad(Op):
+    """dx = g routed to the first maximum of each max_pool2d window of x (summed where windows overlap)"""
+    arity = 2
+    #: which element is the maximum is piecewise constant in x: no gradient through it
+    nondiff_inputs = (0,)
+
+    def infer(self, x, g, kernel_size, stride, padding):
+        y = max_pool2d.infer(self, x, kernel_size, stride, padding)
+        if g.shape != y.shape or g.dtype != x.dtype:
+            raise ValueError(f"g {fmt_shape(g)} {g.dtype} does not match the pool output "
+                             f"{fmt_shape(y)} {y.dtype}")
+        return x
+
+    def ref(self, x, g, kernel_size, stride, padding):
+        (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+        win = _windows(x, kernel_size, stride, padding, (1, 1), -np.inf)
+        n, c, oh, ow = win.shape[:4]
+        first = win.reshape(n, c, oh, ow, kh * kw).argmax(axis=-1)
+        rows = np.arange(oh)[:, None] * sh + first // kw
+        cols = np.arange(ow)[None, :] * sw + first % kw
+        dxp = np.zeros((n, c, x.shape[2] + 2 * ph, x.shape[3] + 2 * pw), x.dtype)
+        nn_, cc = np.meshgrid(np.arange(n), np.arange(c), indexing="ij")
+        np.add.at(dxp, (nn_[:, :, None, None], cc[:, :, None, None], rows, cols), g)
+        return dxp[:, :, ph:ph + x.shape[2], pw:pw + x.shape[3]].copy()
+
+    def onnx(self, e, x, g, kernel_size, stride, padding):
+        # MaxPool's second output indexes the flattened input; scatter-add g there
+        _, idx = e.op("MaxPool", [x], n_out=2, kernel_shape=list(kernel_size), strides=list(stride),
+                      pads=[padding[0], padding[1]] * 2)
+        flat = e.const(np.array([-1], np.int64))
+        shape = e.op("Shape", [x])
+        zeros = e.op("Expand", [e.const(np.zeros((), e.in_types[0].dtype)), shape])
+        dx = e.op("ScatterElements", [e.op("Reshape", [zeros, flat]), e.op("Reshape", [idx, flat]),
+                                      e.op("Reshape", [g, flat])], axis=0, reduction="add")
+        return e.op("Reshape", [dx, shape])
+
+    def tvm(self, e, x, g, kernel_size, stride, padding):
+        return e.R.grad.max_pool2d_backward(g, x, tuple(kernel_size), tuple(stride),
+                                            (padding[0], padding[1], padding[0], padding[1]))
+
+    def vjp(self, g, x, gy, *, y, kernel_size, stride, padding):
+        from ..frontends import dsl
+        # linear in gy: read g at each window's first maximum (windows laid out on a last axis)
+        (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+        oh, ow = gy.shape[2], gy.shape[3]
+
+        def windows(t, fill):
+            t = dsl.pad(t, ((0, 0), (0, 0), (ph, ph), (pw, pw)), fill) if ph or pw else t
+            return dsl.concat([dsl.expand_dims(dsl.slice(t, [i, j], [i + (oh - 1) * sh + 1,
+                                                                    j + (ow - 1) * sw + 1],
+                                                         [2, 3], [sh, sw]), -1)
+                               for i in range(kh) for j in range(kw)], -1)
+        first = dsl.argmax(windows(x, -np.inf), -1, keepdims=True)
+        hot = dsl.cast(dsl.equal(first, dsl.constant(np.arange(kh * kw, dtype=np.int64))), g.dtype)
+        return (None, dsl.sum(windows(g, 0.0) * hot, -1))
+
+
+def _output_padding(in_hw, out_hw, kernel, stride, padding, dilation):
+    """The output_padding making a transposed convolution of out_hw come back to exactly in_hw."""
+    return tuple(int(n - ((o - 1) * s - 2 * p + d * (k - 1) + 1))
+                 for n, o, k, s, p, d in zip(in_hw, out_hw, kernel, stride, padding, dilation))
+
+
+def _conv_weight_grad(x, gy, kernel, stride, padding, dilation, groups):
+    """dw of y = conv2d(x, w): the correlation of x with gy, itself a conv2d over the batch axis.
+
+    With the batch as channels, stride and dilation trade places; the result can exceed the
+    kernel by the rows the forward stride skipped, which are sliced off.
+    """
+    from ..frontends import dsl
+    n, c, h, w = x.shape
+    cg = c // groups if isinstance(c, int) else None
+    if cg is None:
+        raise ValueError(f"the gradient of conv2d needs a static channel count, got {c}")
+    if groups == 1:
+        xt = dsl.transpose(x, (1, 0, 2, 3))  # (C, N, H, W)
+    else:  # channel c' of group gi becomes batch c', channel (gi, n)
+        xt = dsl.reshape(dsl.transpose(dsl.reshape(x, (n, groups, cg, h, w)), (2, 1, 0, 3, 4)),
+                         (cg, dim_product([groups, n]), h, w))
+    gt = dsl.transpose(gy, (1, 0, 2, 3))  # (O, N, OH, OW): the "weight"
+    r = dsl.apply("conv2d", [xt, gt], {"stride": tuple(dilation), "padding": tuple(padding),
+                                       "dilation": tuple(stride), "groups": groups})
+    r = dsl.transpose(r, (1, 0, 2, 3))  # (O, C/groups, kh', kw')
+    kh, kw = kernel
+    if r.shape[2] != kh or r.shape[3] != kw:
+        r = dsl.slice(r, [0, 0], [kh, kw], [2, 3])
+    return r

@@ -33,12 +33,22 @@ class Reduce(Op):
             return e.op("Identity", [x])
         return e.op(self.onnx_op, [x, e.const(np.array(ax, np.int64))], keepdims=int(keepdims))
 
+    def tvm(self, e, x, axes=None, keepdims=False):
+        ax = norm_axes(axes, e.in_types[0].rank)
+        if not ax:
+            return x
+        return getattr(e.R, self.name)(x, axis=list(ax), keepdims=bool(keepdims))
+
 
 @register
 class sum(Reduce):
     """y = sum of x over axes"""
     onnx_op = "ReduceSum"
     fn = staticmethod(np.sum)
+
+    def vjp(self, g, x, *, y, axes=None, keepdims=False):
+        from ..frontends import dsl
+        return (dsl.broadcast_to(_keep_reduced(g, x, axes, keepdims), x.shape),)
 
 
 @register
@@ -52,6 +62,12 @@ class mean(Reduce):
 
     fn = staticmethod(np.mean)
 
+    def vjp(self, g, x, *, y, axes=None, keepdims=False):
+        from ..frontends import dsl
+        gk = _keep_reduced(g, x, axes, keepdims)
+        n = _reduced_count(x, axes)
+        return (dsl.broadcast_to(gk * (1.0 / n) if isinstance(n, int) else gk / n, x.shape),)
+
 
 @register
 class max(Reduce):
@@ -59,12 +75,18 @@ class max(Reduce):
     onnx_op = "ReduceMax"
     fn = staticmethod(np.max)
 
+    def vjp(self, g, x, *, y, axes=None, keepdims=False):
+        return (_extremum_grad(g, x, y, axes, keepdims),)
+
 
 @register
 class min(Reduce):
     """y = min of x over axes"""
     onnx_op = "ReduceMin"
     fn = staticmethod(np.min)
+
+    def vjp(self, g, x, *, y, axes=None, keepdims=False):
+        return (_extremum_grad(g, x, y, axes, keepdims),)
 
 
 @register
@@ -82,6 +104,9 @@ class argmax(Op):
 
     def onnx(self, e, x, axis=-1, keepdims=False):
         return e.op("ArgMax", [x], axis=norm_axis(axis, e.in_types[0].rank), keepdims=int(keepdims))
+
+    def tvm(self, e, x, axis=-1, keepdims=False):
+        return e.R.argmax(x, axis=norm_axis(axis, e.in_types[0].rank), keepdims=bool(keepdims))
 
 
 @register
@@ -112,3 +137,58 @@ class matmul(Op):
 
     def onnx(self, e, a, b):
         return e.op("MatMul", [a, b])
+
+    def tvm(self, e, a, b):
+        return e.R.matmul(a, b)
+
+    def vjp(self, g, a, b, *, y):
+        from ..frontends import dsl
+        # promote 1-D operands as numpy does, so both products are batched matrix products
+        A = a if a.ndim > 1 else dsl.reshape(a, (1,) + a.shape)
+        B = b if b.ndim > 1 else dsl.reshape(b, b.shape + (1,))
+        G = g
+        if a.ndim == 1:
+            G = dsl.expand_dims(G, G.ndim - (1 if b.ndim > 1 else 0))
+        if b.ndim == 1:
+            G = dsl.expand_dims(G, G.ndim)
+        ga = dsl.matmul(G, dsl.swapaxes(B, -1, -2))
+        gb = dsl.matmul(dsl.swapaxes(A, -1, -2), G)
+        if a.ndim == 1:
+            ga = dsl.reshape(ga, ga.shape[:-2] + ga.shape[-1:])
+        if b.ndim == 1:
+            gb = dsl.reshape(gb, gb.shape[:-1])
+        return (ga, gb)  # batch dims are summed by the autodiff pass
+
+
+# ---- gradient helpers (used by the vjp rules above) ----------------------------------------------
+
+def _keep_reduced(t, x, axes, keepdims):
+    """t (shaped like a reduction of x) reshaped to keep the reduced axes as size 1."""
+    from ..frontends import dsl
+    if keepdims:
+        return t
+    return dsl.reshape(t, reduced_shape(x.shape, norm_axes(axes, x.ndim), True))
+
+
+def _reduced_count(x, axes):
+    """The number of elements each output of a reduction of x sums: an int, or a tensor if symbolic."""
+    from ..frontends import dsl
+    ax = norm_axes(axes, x.ndim)
+    dims = [x.shape[i] for i in ax]
+    if all(isinstance(d, int) for d in dims):
+        n = 1
+        for d in dims:
+            n *= d
+        return n
+    # a symbolic count is read at run time: the sum of ones over the reduced axes only
+    ones = dsl.broadcast_to(dsl.constant(np.ones((), x.dtype)),
+                            tuple(x.shape[i] if i in ax else 1 for i in range(x.ndim)))
+    return dsl.sum(ones, ax, keepdims=True)
+
+
+def _extremum_grad(g, x, y, axes, keepdims):
+    """dx = g at the maxima (or minima) of each reduced slice, split evenly between ties."""
+    from ..frontends import dsl
+    ax = norm_axes(axes, x.ndim)
+    hit = dsl.cast(dsl.equal(x, _keep_reduced(y, x, axes, keepdims)), x.dtype)
+    return hit * (_keep_reduced(g, x, axes, keepdims) / dsl.sum(hit, ax, keepdims=True))

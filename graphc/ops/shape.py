@@ -29,6 +29,13 @@ class reshape(Op):
     def onnx(self, e, x, shape):
         return e.op("Reshape", [x, e.shape_tensor(shape, allow_minus_one=True)])
 
+    def tvm(self, e, x, shape):
+        return e.R.reshape(x, e.shape(shape))
+
+    def vjp(self, g, x, *, y, shape):
+        from ..frontends import dsl
+        return (dsl.reshape(g, x.shape),)
+
 
 @register
 class transpose(Op):
@@ -44,6 +51,13 @@ class transpose(Op):
 
     def onnx(self, e, x, axes):
         return e.op("Transpose", [x], perm=list(axes))
+
+    def tvm(self, e, x, axes):
+        return e.R.permute_dims(x, [int(a) for a in axes])
+
+    def vjp(self, g, x, *, y, axes):
+        from ..frontends import dsl
+        return (dsl.transpose(g, tuple(int(i) for i in np.argsort(axes))),)
 
 
 @register
@@ -66,6 +80,12 @@ class expand(Op):
 
     def onnx(self, e, x, shape):
         return e.op("Expand", [x, e.shape_tensor(shape)])
+
+    def tvm(self, e, x, shape):
+        return e.R.broadcast_to(x, e.shape(shape))
+
+    def vjp(self, g, x, *, y, shape):
+        return (g,)  # the autodiff pass sums g over the broadcast axes
 
 
 @register
@@ -98,10 +118,28 @@ class concat(Op):
     def onnx(self, e, *xs, axis):
         return e.op("Concat", list(xs), axis=norm_axis(axis, e.in_types[0].rank))
 
+    def tvm(self, e, *xs, axis):
+        return e.R.concat(list(xs), axis=norm_axis(axis, e.in_types[0].rank))
+
+    def vjp(self, g, *xs, y, axis):
+        from ..frontends import dsl
+        a = norm_axis(axis, y.ndim)
+        dims = [x.shape[a] for x in xs]
+        if builtins.all(isinstance(d, int) for d in dims):
+            outs, off = [], 0
+            for d in dims:
+                outs.append(dsl.slice(g, [off], [off + d], [a]))
+                off += d
+            return tuple(outs)
+        # equal symbolic parts d: view the axis as (parts, d) and take one part at a time
+        k, d = len(xs), dims[0]
+        gk = dsl.reshape(g, g.shape[:a] + (k, d) + g.shape[a + 1:])
+        return tuple(dsl.reshape(dsl.slice(gk, [i], [i + 1], [a]), x.shape) for i, x in enumerate(xs))
+
 
 def _slice_len(d, start, end, step):
     if isinstance(d, int):
-        return len(range(*slice(start, end, step).indices(d)))
+        return len(range(*builtins.slice(start, end, step).indices(d)))
     if step == 1 and start == 0 and end >= INT_MAX // 2:
         return d
     if step == 1 and start < 0 and end >= INT_MAX // 2:
@@ -136,6 +174,15 @@ class slice(Op):
         return e.op("Slice", [x, i64(starts), i64([builtins.min(t, INT_MAX) for t in ends]),
                               i64([norm_axis(a, e.in_types[0].rank) for a in axes]), i64(steps)])
 
+    def tvm(self, e, x, starts, ends, axes, steps):
+        rank = e.in_types[0].rank
+        return e.R.strided_slice(x, [norm_axis(a, rank) for a in axes], [int(s) for s in starts],
+                                 [builtins.max(builtins.min(int(t), INT_MAX), -INT_MAX) for t in ends],
+                                 [int(s) for s in steps])
+
+    def vjp(self, g, x, *, y, starts, ends, axes, steps):
+        return (_slice_grad(g, x, starts, ends, axes, steps),)
+
 
 @register
 class gather(Op):
@@ -156,6 +203,13 @@ class gather(Op):
 
     def onnx(self, e, x, indices, axis=0):
         return e.op("Gather", [x, indices], axis=norm_axis(axis, e.in_types[0].rank))
+
+    def tvm(self, e, x, indices, axis=0):
+        # "wrap" gives negative indices numpy's meaning
+        return e.R.take(x, indices, axis=norm_axis(axis, e.in_types[0].rank), mode="wrap")
+
+    def vjp(self, g, x, indices, *, y, axis=0):
+        return (_gather_grad(g, x, indices, axis), None)
 
 
 @register
@@ -180,6 +234,71 @@ class pad(Op):
         return e.op("Pad", [x, e.const(np.array(flat, np.int64)),
                             e.const(np.array(value, e.in_types[0].dtype))], mode="constant")
 
+    def tvm(self, e, x, pads, value=0.0):
+        flat = [int(p) for pair in pads for p in pair]
+        return e.R.nn.pad(x, flat, "constant", float(value))
+
+    def vjp(self, g, x, *, y, pads, value=0.0):
+        from ..frontends import dsl
+        ax = [i for i, (b, a) in enumerate(pads) if b or a]
+        if not ax:
+            return (g,)
+        return (dsl.slice(g, [pads[i][0] for i in ax], [pads[i][0] + x.shape[i] for i in ax], ax),)
+
 
 def _bad_pad(d):
     raise ValueError(f"cannot pad symbolic dim {d}")
+
+
+# ---- gradient helpers (used by the vjp rules above) ----------------------------------------------
+
+def _slice_grad(g, x, starts, ends, axes, steps):
+    """dx: g scattered back to the sliced positions (reversed, interleaved with zeros, padded)."""
+    from ..frontends import dsl
+    pads = [(0, 0)] * x.ndim
+    out = g
+    for s, t, a, st in zip(starts, ends, axes, steps):
+        a = norm_axis(a, x.ndim)
+        d = x.shape[a]
+        if not isinstance(d, int):
+            if _slice_len(d, s, t, st) == d:
+                continue
+            raise ValueError(f"the gradient of slice [{s}:{t}:{st}] of symbolic dim {d} would pad "
+                             "by a symbolic amount, which pad cannot express")
+        stop = None if (t >= INT_MAX // 2 and st > 0) or t <= -INT_MAX // 2 else t
+        pos = list(range(d))[builtins.slice(s, stop, st)]
+        if not pos:
+            return dsl.broadcast_to(dsl.constant(np.zeros((), g.dtype)), x.shape)
+        k = builtins.abs(st)
+        if st < 0:  # make the positions ascending
+            out = dsl.slice(out, [-1], [-INT_MAX], [a], [-1])
+        if k > 1 and len(pos) > 1:  # k - 1 zeros after each element, then drop the trailing ones
+            e = dsl.expand_dims(out, a + 1)
+            widths = [(0, 0)] * e.ndim
+            widths[a + 1] = (0, k - 1)
+            e = dsl.pad(e, widths)
+            n = len(pos) * k
+            out = dsl.reshape(e, out.shape[:a] + (n,) + out.shape[a + 1:])
+            out = dsl.slice(out, [0], [n - k + 1], [a])
+        first = builtins.min(pos)
+        pads[a] = (first, d - first - ((len(pos) - 1) * k + 1))
+    return dsl.pad(out, pads) if builtins.any(b or e for b, e in pads) else out
+
+
+def _gather_grad(g, x, indices, axis):
+    """dx[j] = sum of g[i] over the i with indices[i] == j: a one-hot matrix product."""
+    from ..frontends import dsl
+    a = norm_axis(axis, x.ndim)
+    d = x.shape[a]
+    if not isinstance(d, int):
+        raise ValueError(f"the gradient of gather along symbolic dim {d} needs a static size")
+    idx = indices
+    if indices.value.producer is None or indices.value.producer.op.name != "constant" or \
+            (indices.value.producer.attrs["value"] < 0).any():
+        idx = dsl.where(idx < 0, idx + d, idx)  # negative indices count from the end
+    hot = dsl.cast(dsl.equal(dsl.expand_dims(idx, -1), dsl.constant(np.arange(d, dtype=idx.dtype))),
+                   g.dtype)
+    n = dim_product(indices.shape)
+    pre, post = dim_product(x.shape[:a]), dim_product(x.shape[a + 1:])
+    gx = dsl.matmul(dsl.transpose(dsl.reshape(hot, (n, d))), dsl.reshape(g, (pre, n, post)))
+    return dsl.reshape(gx, x.shape)

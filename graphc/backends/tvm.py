@@ -1,0 +1,256 @@
+"""TVM backend: lowers a graph to Relax with BlockBuilder, compiles it with LLVM (or CUDA), runs it.
+
+This is the only graphc module (with its `tvm_*.py` helpers) that imports tvm. Tested with
+apache-tvm 0.27.0 (`TVM_VERSIONS`); the Relax Python API moves between releases.
+
+Symbolic dims stay symbolic: every symbol ("N") becomes one int64 `tir.Var`, so a compiled
+module serves every batch size. Parameters are arguments of the Relax function, held as TVM
+arrays on the device by the executable, so they are not baked into the module and stay on the
+device between calls.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..ir.errors import GraphcError
+from ..ir.graph import Graph
+from ..ir.printer import node_in_context
+from ..ir.types import TensorType, parse_dim
+from ..runtime.executable import Executable
+from .lowering import check_lowering
+
+#: apache-tvm releases this backend was tested with (the Relax API differs in others)
+TVM_VERSIONS = (">=0.27.0", "<0.28")
+
+log = logging.getLogger("graphc.tvm")
+
+
+def _tvm():
+    try:
+        import tvm
+        from tvm import relax  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise GraphcError("backend='tvm' needs apache-tvm 0.27 (pip install 'apache-tvm>=0.27,<0.28')"
+                          ) from exc
+    return tvm
+
+
+class TvmEmitter:
+    """What a primitive's `tvm` rule gets: Relax ops and helpers, never tvm itself.
+
+    Attributes:
+        R: `tvm.relax.op` (e.g. `e.R.add`, `e.R.nn.conv2d`).
+        te: `tvm.te`, for rules written as a tensor expression (`e.emit_te`).
+        tir: `tvm.tirx`, for scalar expressions inside `te.compute`.
+        in_types: graphc types of the node's inputs; `out_type`: of its output.
+    """
+
+    def __init__(self, graph: Graph):
+        tvm = _tvm()
+        from tvm import relax, te, tirx
+        self.graph = graph
+        self.relax, self.R, self.te, self.tir = relax, relax.op, te, tirx
+        self.bb = relax.BlockBuilder()
+        self.syms: dict[str, Any] = {}
+        self.in_types: list[TensorType] = []
+        self.out_type: TensorType | None = None
+        self._tvm = tvm
+
+    # ---- dims and types ------------------------------------------------------------------
+    def sym(self, name: str):
+        """The int64 tir.Var standing for symbol `name` (one per symbol per module)."""
+        if name not in self.syms:
+            self.syms[name] = self.tir.Var(name, "int64")
+        return self.syms[name]
+
+    def dim(self, d):
+        """A dim (int or "8*N") as an int or an int64 PrimExpr over the symbols."""
+        if isinstance(d, (int, np.integer)):
+            return int(d)
+        coef, syms = parse_dim(d)
+        expr = self.tir.IntImm("int64", coef)
+        for s in sorted(syms.elements()):
+            expr = expr * self.sym(s)
+        return expr
+
+    def shape(self, dims: Sequence) -> list:
+        """Dims resolved to ints and PrimExprs, for Relax ops taking a shape."""
+        return [self.dim(d) for d in dims]
+
+    def tensor_type(self, t: TensorType):
+        return self.relax.TensorType(self.shape(t.shape), t.dtype)
+
+    # ---- values ----------------------------------------------------------------------------
+    def const(self, value, dtype: str | None = None):
+        """A Relax constant holding `value` (a numpy array or Python scalar)."""
+        arr = np.asarray(value, dtype=dtype)
+        return self.relax.const(arr, str(arr.dtype))
+
+    def scalar(self, value, dtype: str):
+        """A rank-0 constant of `dtype`."""
+        return self.relax.const(np.asarray(value, dtype=dtype), dtype)
+
+    def emit(self, expr):
+        """Binds `expr` to a dataflow variable (rules may return unbound expressions too)."""
+        return expr if isinstance(expr, self.relax.Var) else self.bb.emit(expr)
+
+    def emit_te(self, fn, *args, **kwargs):
+        """Emits a TE function of Relax values (arguments arrive as te.Tensors)."""
+        return self.bb.emit_te(fn, *args, **kwargs)
+
+
+def lower_to_relax(graph: Graph):
+    """Lowers `graph` to an IRModule whose `main(*inputs, *params)` returns a tuple of outputs.
+
+    Raises GraphcError naming every op without a TVM lowering before emitting anything.
+    """
+    check_lowering(graph, backend="tvm", raise_on_missing=True)
+    e = TvmEmitter(graph)
+    relax = e.relax
+    env: dict[str, Any] = {}
+    args = []
+    for v in graph.inputs + graph.params:
+        var = relax.Var(v.name, e.tensor_type(v.type))
+        env[v.name] = var
+        args.append(var)
+    bb = e.bb
+    with bb.function("main", args):
+        with bb.dataflow():
+            for node in graph.nodes:
+                e.in_types = [v.type for v in node.inputs]
+                e.out_type = node.output.type
+                try:
+                    out = node.op.tvm(e, *[env[v.name] for v in node.inputs], **node.attrs)
+                    out = e.emit(out)
+                except GraphcError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - re-raised with the node in context
+                    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    raise GraphcError(f"{node.source or '?'}: lowering {node.op.name} to TVM Relax "
+                                      f"failed: {first}\n{node_in_context(graph, node)}") from exc
+                _check_struct(e, node, out)
+                env[node.output.name] = out
+            outs = [env[v.name] for v in graph.outputs.values()]
+            gv = bb.emit_output(relax.Tuple(outs))
+        bb.emit_func_output(gv)
+    return bb.get()
+
+
+def _check_struct(e: TvmEmitter, node, out) -> None:
+    """A rule's result must have the node's rank and dtype; catches wrong rules at lowering time."""
+    sinfo = out.ty
+    want = node.output.type
+    ndim, dtype = getattr(sinfo, "ndim", None), str(getattr(sinfo, "dtype", ""))
+    if ndim not in (None, -1, want.rank) or (dtype and dtype != want.dtype):
+        raise GraphcError(f"{node.source or '?'}: the TVM rule of {node.op.name} produced "
+                          f"{sinfo} but the node is {want}\n{node_in_context(e.graph, node)}")
+
+
+# ---- targets ---------------------------------------------------------------------------------
+
+def make_target(target: Any = None, device: str = "cpu"):
+    """A tvm Target for `device`: LLVM for this CPU (with its cores) or CUDA.
+
+    `target` may be None, "llvm", "cuda", a dict (`{"kind": "llvm", "mcpu": "znver3"}`) or a
+    Target. Raises GraphcError for device="cuda" where TVM sees no GPU.
+    """
+    tvm = _tvm()
+    import os
+    if device == "cuda":
+        if not tvm.cuda(0).exist:
+            raise GraphcError("device='cuda': TVM sees no CUDA GPU on this machine (tvm.cuda(0).exist "
+                              "is False); use device='cpu', or run where an NVIDIA GPU and driver are "
+                              "present")
+        if target in (None, "cuda"):
+            return tvm.target.Target.from_device(tvm.cuda(0))
+        return tvm.target.Target(target)
+    if target in (None, "llvm"):
+        from tvm.target.codegen import llvm_get_system_cpu
+        return tvm.target.Target({"kind": "llvm", "mcpu": llvm_get_system_cpu(),
+                                  "num-cores": os.cpu_count() or 1})
+    if isinstance(target, str) and " " in target:
+        raise GraphcError(f"target {target!r}: TVM 0.27 rejects option strings; pass a dict such as "
+                          "{'kind': 'llvm', 'mcpu': 'znver3', 'num-cores': 2}")
+    return tvm.target.Target(target)
+
+
+def build(graph: Graph, target: Any = None, device: str = "cpu", cache: bool = True,
+          cache_dir: str | None = None):
+    """Lowers and compiles `graph`; returns (runtime module or executable, compile info dict).
+
+    Uses the on-disk cache (see `tvm_cache`) unless `cache` is False.
+    """
+    from . import tvm_cache
+    from .tvm_schedule import PIPELINE_VERSION, optimize
+    tvm = _tvm()
+    tgt = make_target(target, device)
+    key_parts = tvm_cache.key_parts(graph, pipeline=PIPELINE_VERSION, target=str(tgt),
+                                    tvm_version=tvm.__version__)
+    if cache:
+        mod = tvm_cache.load(graph.name, key_parts, cache_dir)
+        if mod is not None:
+            return mod, {"cached": True}
+    # Lower first even on the cache path? No: a hit needs no lowering; misses lower here, so
+    # a missing lowering is still reported before any compiling.
+    irmod = lower_to_relax(graph)
+    import time
+    t0 = time.perf_counter()
+    ex = tvm.compile(irmod, target=tgt, relax_pipeline=optimize(tgt))
+    info = {"cached": False, "compile_s": time.perf_counter() - t0}
+    if cache:
+        tvm_cache.store(graph.name, key_parts, ex, cache_dir)
+    return ex, info
+
+
+class TvmExecutable(Executable):
+    """A graph compiled by TVM; parameters live on the device as TVM arrays.
+
+    Args:
+        graph: the graph.
+        device: "cpu" or "cuda".
+        target: TVM target (default: LLVM for this CPU, or CUDA for device="cuda").
+        cache: use the on-disk compile cache (GRAPHC_CACHE_DIR; GRAPHC_LOG=cache explains misses).
+        cache_dir: overrides the cache location.
+    """
+
+    backend = "tvm"
+
+    def __init__(self, graph: Graph, device: str = "cpu", target: Any = None, cache: bool = True,
+                 cache_dir: str | None = None):
+        super().__init__(graph, device)
+        tvm = _tvm()
+        from tvm import relax
+        self._tvm = tvm
+        self.dev = tvm.cuda(0) if device == "cuda" else tvm.cpu(0)
+        self.module, self.compile_info = build(graph, target, device, cache, cache_dir)
+        self.vm = relax.VirtualMachine(self.module, self.dev)
+        self._main = self.vm["main"]
+        self.param_names = [p.name for p in graph.params]
+        self.params = [self.to_device(p.data) for p in graph.params]
+
+    # ---- device arrays ---------------------------------------------------------------------
+    def to_device(self, array: np.ndarray):
+        """A TVM array on this executable's device holding `array`."""
+        a = np.asarray(array)
+        # not np.ascontiguousarray: it turns 0-d arrays into 1-d ones
+        return self._tvm.runtime.tensor(a if a.flags.c_contiguous else a.copy(), self.dev)
+
+    def set_params(self, values: dict[str, Any]) -> None:
+        """Replaces parameter values (numpy arrays or TVM arrays) kept on the device."""
+        for k, v in values.items():
+            i = self.param_names.index(k)
+            self.params[i] = v if not isinstance(v, np.ndarray) else self.to_device(v)
+
+    def run_device(self, inputs: Sequence[Any], params: Sequence[Any] | None = None) -> list:
+        """Runs on TVM arrays (inputs in graph order, then params); returns TVM arrays."""
+        res = self._main(*inputs, *(self.params if params is None else params))
+        return list(res)
+
+    def _run(self, feeds, bindings):
+        inputs = [self.to_device(feeds[v.name]) for v in self.graph.inputs]
+        params = [self.to_device(feeds[n]) if n in feeds else p
+                  for n, p in zip(self.param_names, self.params)]
+        return [np.asarray(o.numpy()) for o in self.run_device(inputs, params)]

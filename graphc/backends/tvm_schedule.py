@@ -1,0 +1,333 @@
+"""The TVM compile pipeline and graphc's CPU schedule rules.
+
+The pipeline is Relax's: legalize, fold constants, fuse ops (elementwise epilogues into their
+producers), fuse TIR; then every PrimFunc gets a schedule; then the VM lowering passes. On CUDA
+it is TVM's default pipeline with dlight's GPU rules. dlight has no CPU rule for matmul or
+convolution, so the rules below fill that gap:
+
+- `TiledReduction`: one reduction block (matmul, conv, pool, sum over a leading axis) with its
+  fused prologue/epilogue. Register-tiles the output (rows x vector lanes), keeps the tile in a
+  local accumulator, moves the reduction loops outside the tile, parallelizes the outer spatial
+  loops across cores, and computes elementwise epilogues on each finished tile.
+- `Injective`: elementwise, broadcast, transpose chains: inline into one loop nest, parallel
+  outer loop, vectorized inner loop.
+- `Fallback`: anything else: parallelize the leading spatial loop of each block.
+
+A rule that fails on some function leaves it unscheduled (correct, only slower); GRAPHC_LOG=tvm
+prints which rule scheduled each function.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import tvm
+from tvm import relax, s_tir, tirx
+from tvm.s_tir import dlight as dl
+from tvm.s_tir.dlight.analysis import normalize_prim_func
+from tvm.s_tir.dlight.base import ScheduleRule
+from tvm.target import Target
+
+#: bump when the pipeline or rules change what they generate (part of the cache key)
+PIPELINE_VERSION = "graphc-tvm-3"
+
+#: rows of the register tile (the vector lanes are the columns)
+TILE_ROWS = 4
+#: vector registers per tile row
+TILE_VECS = 2
+#: reduction block length: the right operand's (K_BLOCK x vector) panel stays in L1
+K_BLOCK = 256
+#: below this many output elements a loop is not worth spreading over threads
+PARALLEL_MIN = 4096
+
+
+def _log(msg: str) -> None:
+    if "tvm" in os.environ.get("GRAPHC_LOG", "").replace(";", ",").split(","):
+        print(f"graphc tvm: {msg}", file=sys.stderr)
+
+
+def _extent(sch, loop):
+    ext = sch.get(loop).extent
+    return int(ext) if isinstance(ext, tirx.IntImm) else None
+
+
+def _lanes(target: Target, dtype_bits: int) -> int:
+    """Elements per SIMD register (AVX-512: 512 bits, else AVX2's 256)."""
+    from tvm.target.codegen import llvm_cpu_has_features
+    try:
+        wide = bool(llvm_cpu_has_features(["avx512f"], target))
+    except Exception:  # noqa: BLE001 - unknown CPU: assume AVX2
+        wide = False
+    return max((512 if wide else 256) // dtype_bits, 1)
+
+
+def _largest_divisor(n: int, cap: int) -> int:
+    for f in range(min(n, cap), 0, -1):
+        if n % f == 0:
+            return f
+    return 1
+
+
+def _blocks(sch):
+    return sch.get_child_blocks(sch.get_sblock("root"))
+
+
+def _vectorize_innermost(sch, block, target) -> None:
+    loops = sch.get_loops(block)
+    if loops and _extent(sch, loops[-1]) is not None and _extent(sch, loops[-1]) <= 64:
+        try:
+            sch.vectorize(loops[-1])
+        except Exception:  # noqa: BLE001 - e.g. a reduction loop: leave it
+            pass
+
+
+def _injective_nest(sch, block, target) -> None:
+    """A spatial block's loops: parallel over the outer ones, vector lanes on the innermost."""
+    loops = sch.get_loops(block)
+    if not loops:
+        return
+    lanes = _lanes(target, _dtype_bits(sch, block))
+    inner = _extent(sch, loops[-1])
+    if inner is not None and inner >= lanes and len(loops) > 1:
+        # keep rows apart: vectorize within a row, no div/mod to find the row of an element
+        vec = _largest_divisor(inner, lanes)
+        if vec >= 4:
+            outer = sch.fuse(*loops[:-1]) if len(loops) > 2 else loops[0]
+            if vec < inner:
+                o, v = sch.split(loops[-1], [None, vec])
+                sch.vectorize(v)
+            else:
+                sch.vectorize(loops[-1])
+            n = _extent(sch, outer)
+            if n is None or n * inner >= PARALLEL_MIN:
+                sch.parallel(outer)
+            return
+    fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
+    n = _extent(sch, fused)
+    if n is not None and n <= lanes:
+        sch.vectorize(fused)
+        return
+    if n is not None and n < PARALLEL_MIN:
+        if n % lanes == 0:
+            sch.vectorize(sch.split(fused, [None, lanes])[1])
+        return
+    if n is not None and n % lanes == 0:
+        o, v = sch.split(fused, [None, lanes])
+        sch.parallel(o)
+        sch.vectorize(v)
+        return
+    # symbolic or ragged size: parallel chunks; LLVM vectorizes the chunk loop itself
+    o, _ = sch.split(fused, [None, 1024])
+    sch.parallel(o)
+
+
+class _Rule(ScheduleRule):
+    """Applies `schedule` only on LLVM targets; a failure leaves the function unscheduled."""
+
+    def apply(self, func, target, tunable):
+        if not isinstance(func, tirx.PrimFunc) or target.kind.name != "llvm":
+            return None
+        try:
+            sch = self.schedule(func, target)
+        except Exception as exc:  # noqa: BLE001 - fall through to the next rule
+            _log(f"{type(self).__name__} failed on {func.attrs and func.attrs.get('global_symbol')}: "
+                 f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}")
+            return None
+        if sch is not None:
+            _log(f"{type(self).__name__} scheduled {func.attrs and func.attrs.get('global_symbol')}")
+        return sch
+
+    def schedule(self, func, target):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+def _dtype_bits(sch, block) -> int:
+    writes = sch.get(block).writes
+    return writes[0].source.dtype.bits if writes else 32
+
+
+class TiledReduction(_Rule):
+    """out[s..., i, j] = reduce_r f(...): register tile (i x j) accumulated over r, parallel outside.
+
+    Loop nest (matmul names): for j_o (parallel): for k_o: for i_o: for k_i: for i (unrolled):
+    for j (vector). The (i x j) tile is loop-invariant in k_i, so LLVM keeps it in registers;
+    k is blocked so that the (k_i x j) panel of the right operand stays in L1; a symbolic row
+    dim is padded to the tile (pad_einsum) so that the hot loop carries no bounds check.
+    """
+
+    def schedule(self, func, target):
+        sch = s_tir.Schedule(func)
+        infos = normalize_prim_func(sch)
+        if infos is None:
+            return None
+        reds = [b for b in infos if not b.is_injective()]
+        if len(reds) != 1:
+            return None
+        main = reds[0]
+        kinds = main.dom_kind()
+        ns = len(kinds) - len(kinds.lstrip("S"))
+        if ns == 0 or set(kinds[ns:]) != {"R"}:
+            return None
+        idx = infos.index(main)
+        # Prologue (padding, transposes feeding the reduction) computed inline where it is read.
+        for b in infos[:idx]:
+            if not b.is_injective():
+                return None
+            try:
+                sch.compute_inline(b.block_rv)
+            except Exception:  # noqa: BLE001 - e.g. a pad read by windows: keep it as its own nest
+                pass
+        block = main.block_rv
+        loops = sch.get_loops(block)
+        lanes = _lanes(target, _dtype_bits(sch, block))
+        inner = _extent(sch, loops[ns - 1])
+        if inner is None:
+            return None  # a symbolic innermost dim: vector loads would be gathers
+        vec = _largest_divisor(inner, lanes * TILE_VECS)
+        factor = 1
+        if ns >= 2:
+            rows = _extent(sch, loops[ns - 2])
+            if rows is None:
+                factor = TILE_ROWS
+                pads = [1] * len(kinds)
+                pads[ns - 2] = factor
+                sch.pad_einsum(block, pads)
+                loops = sch.get_loops(block)
+                names = [sch.get(b).name_hint for b in _blocks(sch)]
+                for b in _blocks(sch)[:names.index(sch.get(block).name_hint)]:
+                    _injective_nest(sch, b, target)  # the padded copies of the inputs
+            else:
+                factor = _largest_divisor(rows, TILE_ROWS)
+        spatial, reduce = list(loops[:ns]), list(loops[ns:])
+        j_o, j_i = sch.split(spatial[-1], [None, vec])
+        outer, row = spatial[:-1], None
+        if outer and factor > 1:
+            outer[-1], row = sch.split(outer[-1], [None, factor])
+        k_o = None
+        if len(reduce) == 1:
+            kext = _extent(sch, reduce[0])
+            if kext is not None and kext > K_BLOCK:
+                k_o, reduce[0] = sch.split(reduce[0], [None, _largest_divisor(kext, K_BLOCK)])
+        batch, i_o = (outer[:-1], outer[-1]) if outer else ([], None)
+        order = batch + [j_o] + ([k_o] if k_o is not None else []) + ([i_o] if i_o is not None else [])
+        order += reduce + ([row] if row is not None else []) + [j_i]
+        sch.reorder(*order)
+        par = batch + [j_o]
+        fused = sch.fuse(*par) if len(par) > 1 else par[0]
+        all_blocks = _blocks(sch)
+        names = [sch.get(b).name_hint for b in all_blocks]
+        epilogue = all_blocks[names.index(sch.get(block).name_hint) + 1:]
+        if k_o is None:
+            # the tile accumulates in a local buffer: registers, whatever the output aliases
+            acc = sch.cache_write(block, 0, "local")
+            sch.reverse_compute_at(acc, i_o if i_o is not None else fused, preserve_unit_loops=True)
+            _vectorize_innermost(sch, acc, target)
+        self._epilogue(sch, epilogue, fused, target)
+        sch.vectorize(j_i)
+        if row is not None:
+            sch.unroll(row)
+        sch.parallel(fused)
+        # last: the schedule primitives above need the block in reduction form
+        sch.decompose_reduction(block, k_o if k_o is not None else reduce[0])
+        return sch
+
+    @staticmethod
+    def _epilogue(sch, blocks, fused, target):
+        # Elementwise blocks that do not read the reduction (a momentum term `0.9 * v`) inline
+        # into their consumers first; then each consumer of the tile is computed on the tile.
+        for b in blocks[:-1]:
+            try:
+                sch.compute_inline(b)
+            except Exception:  # noqa: BLE001 - an output or a multi-consumer block
+                pass
+        for b in blocks:
+            try:
+                sch.get(b)
+            except Exception:  # noqa: BLE001 - inlined above
+                continue
+            try:
+                sch.reverse_compute_at(b, fused, preserve_unit_loops=True)
+                _vectorize_innermost(sch, b, target)
+            except Exception:  # noqa: BLE001 - leave it as its own loop nest
+                pass
+
+
+class Injective(_Rule):
+    """Elementwise / broadcast / transpose chains: one loop nest, parallel outside, vector inside."""
+
+    def schedule(self, func, target):
+        sch = s_tir.Schedule(func)
+        infos = normalize_prim_func(sch)
+        if infos is None or not all(b.is_injective() for b in infos):
+            return None
+        blocks = [b.block_rv for b in infos]
+        # inline everything into the last block(s) that produce outputs
+        for b in blocks[:-1]:
+            try:
+                sch.compute_inline(b)
+            except Exception:  # noqa: BLE001
+                pass
+        for b in self._live_blocks(sch, blocks):
+            _injective_nest(sch, b, target)
+        return sch
+
+    @staticmethod
+    def _live_blocks(sch, blocks):
+        out = []
+        for b in blocks:
+            try:
+                sch.get(b)
+                out.append(b)
+            except Exception:  # noqa: BLE001 - inlined away
+                pass
+        return out
+
+
+class Safe(_Rule):
+    """Wraps a dlight rule so that a failure falls through to the next rule."""
+
+    def __init__(self, rule: ScheduleRule):
+        self.rule = rule
+
+    def schedule(self, func, target):
+        return self.rule.apply(func, target, False)
+
+
+class Fallback(_Rule):
+    """Parallelizes the leading spatial loop of every block (no tiling)."""
+
+    def schedule(self, func, target):
+        sch = s_tir.Schedule(func)
+        infos = normalize_prim_func(sch)
+        if infos is None:
+            return None
+        done = False
+        for b in infos:
+            if b.dom_kind()[:1] == "S":
+                loops = sch.get_loops(b.block_rv)
+                ext = _extent(sch, loops[0])
+                if ext is None or ext >= 8:
+                    sch.parallel(loops[0])
+                    done = True
+        return sch if done else None
+
+
+def optimize(target: Target) -> tvm.transform.Pass:
+    """The Relax pipeline graphc compiles with for `target` (pass it to tvm.compile)."""
+    if target.kind.name == "cuda":
+        return relax.backend.cuda.get_default_pipeline(target)
+    from tvm.relax.backend.cpu_generic import pipeline as cpu
+
+    @tvm.transform.module_pass(opt_level=0)
+    def _pipeline(mod, _ctx):
+        with target:
+            seq = tvm.transform.Sequential(
+                cpu.library_dispatch_passes(target)
+                + cpu.legalize_passes(target)
+                + [dl.ApplyDefaultSchedule(TiledReduction(), Injective(), Safe(dl.cpu.Reduction()),
+                                           Fallback())]
+                + cpu.dataflow_lower_passes(target)
+                + cpu.finalize_passes(target))
+            return seq(mod)
+
+    return _pipeline

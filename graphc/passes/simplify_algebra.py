@@ -1,0 +1,477 @@
+"""simplify_algebra: algebraic identities as DSL rewrite rules, applied to a fixed point.
+
+Every rule below is a pattern and a replacement written with the DSL (see `rewrite.py`), with a
+one-line formula docstring. Rules keep every value bit-for-bit (up to the sign of a zero) on
+every input, NaN and Inf included: that is why `x * 0 -> 0` only fires where x cannot be NaN or
+Inf. The one exception is `transpose_matmul`, which may let a matmul kernel sum in another order.
+Literal matching sees through views of a literal (`expand(0.0, (N, 10))` is a zero), so the
+rules also clean up the broadcast seeds and zeros that the autodiff pass makes.
+
+The rules that matter most for gradient graphs: `transpose_matmul` (weight gradients
+`(x^T g)^T` become `g^T x`), `*_keepdims_reshape` (bias gradients), `add_adjacent_pads` (the
+gradients of slices that tile an axis, e.g. an LSTM's gates, become one concatenation) and
+`*_expand_*` (a broadcast feeding a broadcasting op is implicit).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..frontends import dsl
+from ..frontends.dsl import Tensor
+from ..ir.graph import Graph, Value
+from ..ir.types import FLOAT_DTYPES, broadcast_shapes
+from ..ops.base import OPS, norm_axes
+from ..ops.reduce import reduced_shape
+from .pipeline import register_pass
+from .rewrite import Match, RewriteStats, Rule, apply_rules, constant_literal, rule, uniform_scalar
+
+# ops that only move or repeat elements: a view of a uniform literal is that same literal
+_VIEW_OPS = ("expand", "reshape", "transpose", "stop_gradient")
+
+
+def literal(v: Value) -> np.ndarray | None:
+    """The build-time value of `v`: a literal, or a view (expand, reshape, ...) of a uniform one."""
+    arr = constant_literal(v)
+    if arr is not None:
+        return arr
+    p = v.producer
+    if p is not None and p.op.name in _VIEW_OPS:
+        s = uniform_scalar(literal(p.inputs[0]))
+        if s is not None:
+            return np.asarray(s)
+    return None
+
+
+def known_finite(v: Value, depth: int = 8) -> bool:
+    """True when `v` can hold no NaN or Inf whatever the graph's inputs are."""
+    if v.type.dtype not in FLOAT_DTYPES:
+        return True  # integers and bools have no NaN or Inf
+    arr = literal(v)
+    if arr is not None:
+        return bool(np.all(np.isfinite(arr)))
+    p = v.producer
+    if p is None or depth == 0:
+        return False
+    if p.op.name == "cast":  # int and bool values are far inside float32's range
+        return p.inputs[0].type.dtype not in FLOAT_DTYPES
+    if p.op.name in _VIEW_OPS:
+        return known_finite(p.inputs[0], depth - 1)
+    if p.op.name == "where":
+        return known_finite(p.inputs[1], depth - 1) and known_finite(p.inputs[2], depth - 1)
+    return False
+
+
+def _zeros(m: Match) -> dsl.Tensor:
+    if m.type.is_static and int(np.prod(m.shape, dtype=np.int64)) <= 4096:
+        return dsl.constant(np.zeros(m.shape, m.dtype))
+    return dsl.apply("expand", [dsl.constant(np.zeros((1,) * len(m.shape), m.dtype))], {"shape": m.shape})
+
+
+def _same_type(m: Match, name: str) -> bool:
+    return m.values[name].type == m.type
+
+
+# ---- identities of arithmetic ------------------------------------------------------------------------
+
+@rule(lambda x: x * 1.0)
+def mul_one(m, x):
+    """x * 1 -> x"""
+    return dsl.broadcast_to(x, m.shape)
+
+
+@rule(lambda x: 1.0 * x)
+def one_mul(m, x):
+    """1 * x -> x"""
+    return dsl.broadcast_to(x, m.shape)
+
+
+@rule(lambda x: x + 0.0)
+def add_zero(m, x):
+    """x + 0 -> x"""
+    return dsl.broadcast_to(x, m.shape)
+
+
+@rule(lambda x: 0.0 + x)
+def zero_add(m, x):
+    """0 + x -> x"""
+    return dsl.broadcast_to(x, m.shape)
+
+
+@rule(lambda x: x - 0.0)
+def sub_zero(m, x):
+    """x - 0 -> x"""
+    return dsl.broadcast_to(x, m.shape)
+
+
+@rule(lambda x: 0.0 - x)
+def zero_sub(m, x):
+    """0 - x -> -x"""
+    return dsl.broadcast_to(-x, m.shape)
+
+
+@rule(lambda x: x / 1.0)
+def div_one(m, x):
+    """x / 1 -> x"""
+    return dsl.broadcast_to(x, m.shape)
+
+
+@rule(lambda x: x * -1.0)
+def mul_minus_one(m, x):
+    """x * -1 -> -x"""
+    return dsl.broadcast_to(-x, m.shape)
+
+
+@rule(lambda x: -1.0 * x)
+def minus_one_mul(m, x):
+    """-1 * x -> -x"""
+    return dsl.broadcast_to(-x, m.shape)
+
+
+# x * 0 is NOT 0 in general: NaN * 0 and Inf * 0 are NaN, and dropping them would hide a diverged
+# model. Only where x provably holds no NaN/Inf (integer dtypes, finite literals, casts from
+# integers or bools such as one-hot masks) is the product a plain zero.
+@rule(lambda x: x * 0.0, when=lambda m: known_finite(m.values["x"]))
+def mul_zero(m, x):
+    """x * 0 -> 0 (x finite)"""
+    return _zeros(m)
+
+
+@rule(lambda x: 0.0 * x, when=lambda m: known_finite(m.values["x"]))
+def zero_mul(m, x):
+    """0 * x -> 0 (x finite)"""
+    return _zeros(m)
+
+
+@rule(lambda x: -(-x))
+def neg_neg(m, x):
+    """-(-x) -> x"""
+    return x
+
+
+@rule(lambda x, y: x - (-y))
+def sub_neg(m, x, y):
+    """x - (-y) -> x + y"""
+    return x + y
+
+
+@rule(lambda x, y: x + (-y))
+def add_neg(m, x, y):
+    """x + (-y) -> x - y"""
+    return x - y
+
+
+@rule(lambda x, y: (-x) + y)
+def neg_add(m, x, y):
+    """(-x) + y -> y - x"""
+    return y - x
+
+
+@rule(lambda x, y: (-x) * (-y))
+def neg_mul_neg(m, x, y):
+    """(-x) * (-y) -> x * y"""
+    return x * y
+
+
+# ---- shapes ---------------------------------------------------------------------------------------------
+
+@rule(lambda x: dsl.transpose(x), when=lambda m: _same_type(m, "x")
+      and tuple(m.root.attrs["axes"]) == tuple(range(m.type.rank)))
+def transpose_identity(m, x):
+    """transpose(x, identity) -> x"""
+    return x
+
+
+@rule(lambda x: dsl.transpose(dsl.transpose(x)))
+def transpose_transpose(m, x):
+    """transpose(transpose(x, p), q) -> transpose(x, p[q]) (or x when that is the identity)"""
+    inner, outer = m.nodes
+    p, q = inner.attrs["axes"], outer.attrs["axes"]
+    axes = tuple(p[i] for i in q)
+    return x if axes == tuple(range(len(axes))) else dsl.transpose(x, axes)
+
+
+@rule(lambda x: dsl.reshape(x, (-1,)), when=lambda m: _same_type(m, "x"))
+def reshape_same(m, x):
+    """reshape(x, x.shape) -> x"""
+    return x
+
+
+@rule(lambda x: dsl.reshape(dsl.reshape(x, (-1,)), ("A", "B")))
+def reshape_reshape(m, x):
+    """reshape(reshape(x, s), t) -> reshape(x, t)"""
+    return dsl.reshape(x, m.shape)
+
+
+@rule(lambda x: dsl.apply("expand", [x], {"shape": ("A", "B")}), when=lambda m: _same_type(m, "x"))
+def expand_same(m, x):
+    """expand(x, x.shape) -> x"""
+    return x
+
+
+@rule(lambda x: dsl.apply("expand", [dsl.apply("expand", [x], {"shape": ("A", "B")})],
+                          {"shape": ("A", "B")}))
+def expand_expand(m, x):
+    """expand(expand(x, s), t) -> expand(x, t)"""
+    return dsl.apply("expand", [x], {"shape": m.shape})
+
+
+@rule(lambda x: dsl.cast(x, "float32"), when=lambda m: _same_type(m, "x"))
+def cast_same(m, x):
+    """cast(x, x.dtype) -> x"""
+    return x
+
+
+def _unit_axes(m: Match) -> bool:
+    x = m.values["x"]
+    return all(x.type.shape[a] == 1 for a in norm_axes(m.root.attrs.get("axes"), x.type.rank))
+
+
+def _reduce_unit_axes(op: str) -> Rule:
+    @rule(lambda x: getattr(dsl, op)(x, axis=0), when=_unit_axes, name=f"{op}_unit_axes")
+    def reduce_unit(m, x):
+        """reduce(x, axes) -> reshape(x) when every reduced axis has size 1"""
+        return dsl.reshape(x, m.shape)
+    reduce_unit.formula = f"{op}(x, axes) -> reshape(x) when every axis in axes has size 1"
+    return reduce_unit
+
+
+sum_unit_axes, mean_unit_axes, max_unit_axes, min_unit_axes = (
+    _reduce_unit_axes(op) for op in ("sum", "mean", "max", "min"))
+
+
+def _keepdims_dropped(m: Match) -> bool:
+    red = m.nodes[0]
+    x = m.values["x"]
+    return bool(red.attrs.get("keepdims")) and m.shape == reduced_shape(
+        x.type.shape, norm_axes(red.attrs.get("axes"), x.type.rank), False)
+
+
+def _reduce_keepdims_reshape(op: str) -> Rule:
+    @rule(lambda x: dsl.reshape(getattr(dsl, op)(x, axis=0, keepdims=True), ("B",)),
+          when=_keepdims_dropped, name=f"{op}_keepdims_reshape")
+    def reduce_reshape(m, x):
+        """reshape(reduce(x, axes, keepdims=True), reduce(x, axes).shape) -> reduce(x, axes)"""
+        return dsl.apply(op, [x], {"axes": m.nodes[0].attrs.get("axes"), "keepdims": False})
+    reduce_reshape.formula = (f"reshape({op}(x, axes, keepdims=True), {op}(x, axes).shape) -> "
+                              f"{op}(x, axes)")
+    return reduce_reshape
+
+
+sum_keepdims_reshape, mean_keepdims_reshape, max_keepdims_reshape, min_keepdims_reshape = (
+    _reduce_keepdims_reshape(op) for op in ("sum", "mean", "max", "min"))
+
+
+# ---- matmul -------------------------------------------------------------------------------------------
+
+def _swap_last(rank: int) -> tuple[int, ...]:
+    return tuple(range(rank - 2)) + (rank - 1, rank - 2)
+
+
+def _is_swap(v: Value) -> bool:
+    p = v.producer
+    return (p is not None and p.op.name == "transpose" and v.type.rank >= 2
+            and tuple(p.attrs["axes"]) == _swap_last(v.type.rank))
+
+
+def _mT(v: dsl.Tensor) -> dsl.Tensor:
+    """v with its last two axes swapped, undoing a swap that made v (transpose(transpose(x)) = x)."""
+    if _is_swap(v.value):
+        return dsl.Tensor(v.value.producer.inputs[0])
+    return dsl.transpose(v, _swap_last(v.ndim))
+
+
+def _transpose_of_matmul(m: Match) -> bool:
+    a, b = m.values["a"], m.values["b"]
+    return (a.type.rank >= 2 and b.type.rank >= 2
+            and tuple(m.root.attrs["axes"]) == _swap_last(m.type.rank) and (_is_swap(a) or _is_swap(b)))
+
+
+# (a @ b)^T is b^T @ a^T exactly in real arithmetic; the products are the same, but a matmul
+# kernel may add them in another order, so results can differ in the last bits (as between BLAS
+# builds). Only where an operand is itself a transpose, so that the rewrite removes transposes.
+@rule(lambda a, b: dsl.transpose(dsl.matmul(a, b)), when=_transpose_of_matmul,
+      types={"b": ("B", "C")})
+def transpose_matmul(m, a, b):
+    """transpose(a @ b) -> transpose(b) @ transpose(a) (last two axes; when a or b is a transpose)"""
+    return dsl.matmul(_mT(b), _mT(a))
+
+
+# ---- pads and concatenation -------------------------------------------------------------------------
+
+@rule(lambda x: dsl.pad(x, ((0, 0), (0, 1))),
+      when=lambda m: all(tuple(p) == (0, 0) for p in m.root.attrs["pads"]), types={"x": ("A", 2)})
+def pad_nothing(m, x):
+    """pad(x, 0) -> x"""
+    return x
+
+
+@rule(lambda x: dsl.pad(dsl.pad(x, ((0, 0), (0, 1))), ((0, 0), (0, 1))),
+      when=lambda m: m.nodes[0].attrs.get("value", 0.0) == m.nodes[1].attrs.get("value", 0.0),
+      types={"x": ("A", 2)})
+def pad_pad(m, x):
+    """pad(pad(x, p, v), q, v) -> pad(x, p + q, v)"""
+    inner, outer = m.nodes
+    pads = tuple((a + c, b + d) for (a, b), (c, d) in zip(inner.attrs["pads"], outer.attrs["pads"]))
+    return dsl.pad(x, pads, inner.attrs.get("value", 0.0))
+
+
+def _adjacent_pads(m: Match) -> tuple[int, bool] | None:
+    """(axis, a_first) when two zero pads differ only along one axis, where a and b abut."""
+    pa, pb = m.nodes[0], m.nodes[1]
+    a, b = m.values["a"], m.values["b"]
+    if pa.attrs.get("value", 0.0) != 0 or pb.attrs.get("value", 0.0) != 0 \
+            or pa.output.type != m.type or pb.output.type != m.type:
+        return None
+    diff = [k for k, (p, q) in enumerate(zip(pa.attrs["pads"], pb.attrs["pads"])) if tuple(p) != tuple(q)]
+    if len(diff) != 1:
+        return None
+    k = diff[0]
+    la, lb = a.type.shape[k], b.type.shape[k]
+    if not isinstance(la, int) or not isinstance(lb, int):
+        return None
+    a0, b0 = pa.attrs["pads"][k][0], pb.attrs["pads"][k][0]
+    if a0 + la == b0:
+        return k, True
+    if b0 + lb == a0:
+        return k, False
+    return None
+
+
+def _concat_parts(v: dsl.Tensor, axis: int) -> list[dsl.Tensor]:
+    p = v.value.producer
+    if p is not None and p.op.name == "concat" and p.attrs["axis"] % v.ndim == axis:
+        return [dsl.Tensor(i) for i in p.inputs]
+    return [v]
+
+
+# the gradient of x[..., i:j] is a zero pad; the gradients of slices that tile an axis add up
+# to these pads, which are one concatenation
+@rule(lambda a, b: dsl.pad(a, ((0, 0), (0, 2))) + dsl.pad(b, ((0, 0), (2, 0))),
+      when=lambda m: _adjacent_pads(m) is not None, types={"a": ("A", 2), "b": ("A", 2)})
+def add_adjacent_pads(m, a, b):
+    """pad(a, (i, n-j)) + pad(b, (j, n-k)) -> pad(concat(a, b), (i, n-k)) (zero pads, a b abut)"""
+    k, a_first = _adjacent_pads(m)
+    first, second = (m.nodes[0], m.nodes[1]) if a_first else (m.nodes[1], m.nodes[0])
+    x, y = (a, b) if a_first else (b, a)
+    pads = list(first.attrs["pads"])
+    pads[k] = (first.attrs["pads"][k][0], second.attrs["pads"][k][1])
+    joined = dsl.concatenate(_concat_parts(x, k) + _concat_parts(y, k), k)
+    return joined if all(tuple(p) == (0, 0) for p in pads) else dsl.pad(joined, tuple(pads))
+
+
+# sums of pads accumulate left to right: (x + pad(a)) + pad(b) with a and b abutting; adding the
+# two disjoint zero pads first changes no value (each element adds one of them and zeros)
+@rule(lambda x, a, b: (x + dsl.pad(a, ((0, 0), (0, 2)))) + dsl.pad(b, ((0, 0), (2, 0))),
+      when=lambda m: _adjacent_pads(Match(m.root, [m.nodes[0], m.nodes[2]], m.values)) is not None,
+      types={"x": ("A", 4), "a": ("A", 2), "b": ("A", 2)})
+def add_adjacent_pads_assoc(m, x, a, b):
+    """(x + pad(a)) + pad(b) -> x + (pad(a) + pad(b)) when a and b abut (then merged)"""
+    return x + (Tensor(m.nodes[0].output) + Tensor(m.nodes[2].output))
+
+
+# ---- broadcasting -------------------------------------------------------------------------------------
+
+#: binary primitives that broadcast their operands (numpy rules), so an explicit expand of an
+#: operand is redundant when the result keeps its shape
+_BROADCASTING = ("add", "sub", "mul", "div", "pow", "maximum", "minimum", "safe_mul",
+                 "equal", "less", "less_equal", "greater", "greater_equal")
+
+
+def _implicit(m: Match) -> bool:
+    try:
+        return broadcast_shapes(m.values["a"].type.shape, m.values["b"].type.shape) == m.shape
+    except ValueError:
+        return False
+
+
+def _expand_operand(op: str, side: int) -> Rule:
+    def pattern(a, b):
+        ea = dsl.apply("expand", [a], {"shape": ("A", "B")})
+        return dsl.apply(op, [ea, b] if side == 0 else [b, ea])
+
+    @rule(pattern, when=_implicit, types={"a": (1, "B")}, name=f"{op}_expand_{'ab'[side]}")
+    def implicit_broadcast(m, a, b):
+        """op(expand(a), b) -> op(a, b) when broadcasting gives the same shape"""
+        return dsl.apply(op, [a, b] if side == 0 else [b, a])
+    implicit_broadcast.formula = (f"{op}(expand(a, s), b) -> {op}(a, b)" if side == 0 else
+                                  f"{op}(b, expand(a, s)) -> {op}(b, a)") + " (same result shape)"
+    return implicit_broadcast
+
+
+EXPAND_OPERAND_RULES: list[Rule] = [_expand_operand(op, side) for op in _BROADCASTING
+                                    if op in OPS for side in (0, 1)]
+
+
+# ---- safe_mul (a * b, but 0 where a == 0: the autodiff pass's product with a derivative) ---------
+
+if "safe_mul" in OPS:
+    def _safe(a, b):
+        return dsl.apply("safe_mul", [a, b])
+
+    @rule(lambda a, b: _safe(a, b), when=lambda m: known_finite(m.values["b"]))
+    def safe_mul_finite(m, a, b):
+        """safe_mul(a, b) -> a * b when b is finite (then a == 0 gives 0 anyway)"""
+        return a * b
+
+    @rule(lambda b: _safe(0.0, b))
+    def safe_mul_zero(m, b):
+        """safe_mul(0, b) -> 0"""
+        return _zeros(m)
+
+    SAFE_MUL_RULES: list[Rule] = [safe_mul_finite, safe_mul_zero]
+else:  # pragma: no cover - the op is defined by the autodiff rules
+    SAFE_MUL_RULES = []
+
+
+# ---- where --------------------------------------------------------------------------------------------
+
+def _uniform_cond(m: Match) -> bool:
+    return uniform_scalar(m.literal("c")) is not None
+
+
+@rule(lambda c, a, b: dsl.where(c, a, b), when=_uniform_cond, types={"c": "bool"})
+def where_constant(m, c, a, b):
+    """where(True, a, b) -> a;  where(False, a, b) -> b"""
+    return dsl.broadcast_to(a if bool(uniform_scalar(m.literal("c"))) else b, m.shape)
+
+
+@rule(lambda c, a: dsl.where(c, a, a), types={"c": "bool"})
+def where_same(m, c, a):
+    """where(c, a, a) -> a"""
+    return dsl.broadcast_to(a, m.shape)
+
+
+# gradients of where(c, f(x), g(x)) come back as two masked halves that add up
+@rule(lambda c, a, b: dsl.where(c, a, 0.0) + dsl.where(c, 0.0, b), types={"c": "bool"})
+def add_where_halves(m, c, a, b):
+    """where(c, a, 0) + where(c, 0, b) -> where(c, a, b)"""
+    return dsl.broadcast_to(dsl.where(c, a, b), m.shape)
+
+
+@rule(lambda c, a, b: dsl.where(c, 0.0, b) + dsl.where(c, a, 0.0), types={"c": "bool"})
+def add_where_halves_swapped(m, c, a, b):
+    """where(c, 0, b) + where(c, a, 0) -> where(c, a, b)"""
+    return dsl.broadcast_to(dsl.where(c, a, b), m.shape)
+
+
+#: the rules of the default `simplify_algebra` pass, tried in this order at each node
+RULES: list[Rule] = [
+    mul_one, one_mul, add_zero, zero_add, sub_zero, zero_sub, div_one, mul_minus_one,
+    minus_one_mul, mul_zero, zero_mul, neg_neg, sub_neg, add_neg, neg_add, neg_mul_neg,
+    transpose_identity, transpose_transpose, reshape_same, reshape_reshape, expand_same,
+    expand_expand, cast_same, sum_unit_axes, mean_unit_axes, max_unit_axes, min_unit_axes,
+    where_constant, where_same, add_where_halves, add_where_halves_swapped, sum_keepdims_reshape, mean_keepdims_reshape,
+    max_keepdims_reshape, min_keepdims_reshape, transpose_matmul, pad_nothing, pad_pad,
+    add_adjacent_pads, add_adjacent_pads_assoc, *SAFE_MUL_RULES, *EXPAND_OPERAND_RULES,
+]
+
+#: what the last run of the pass did (sweeps, rewrites per rule), for reports and tests
+last_stats: RewriteStats | None = None
+
+
+@register_pass("simplify_algebra")
+def simplify_algebra(graph: Graph, rules: list[Rule] | None = None) -> Graph:
+    """A copy of `graph` rewritten with `rules` (default: `RULES`) until none applies."""
+    global last_stats
+    out, last_stats = apply_rules(graph, RULES if rules is None else rules, literal=literal)
+    return out

@@ -1,0 +1,125 @@
+"""Steppers: run a training-step graph again and again, keeping parameters and state on the backend.
+
+A Stepper feeds the batch, the step number and the learning rate each step and gets back the
+scalar metrics; parameters and optimizer state never leave the backend between steps (on
+onnxruntime they stay in OrtValues, swapped between two buffers). `state_dict()` copies them out,
+`load_state_dict()` copies them in (checkpoints, resume, writing trained values back).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..ir.errors import FeedError
+from ..ir.graph import Graph
+from .training import TrainingSpec, training_spec
+
+
+class Stepper:
+    """Base class: backends implement `_step`, `_get` and `_set`.
+
+    Attributes:
+        graph: the step graph.
+        spec: its TrainingSpec.
+        step_count: number of steps taken (fed as the graph's `step` input).
+        seed: the rng seed fed to the graph's `rng_seed` input (if it has one).
+    """
+
+    backend = ""
+
+    def __init__(self, graph: Graph, device: str = "cpu", seed: int = 0):
+        self.graph, self.device, self.seed = graph, device, int(seed)
+        self.spec: TrainingSpec = training_spec(graph)
+        self.step_count = 0
+        self._inputs = {v.name: v for v in graph.inputs}
+        self._lr_dtype = np.dtype(self.spec.lr_dtype)
+
+    def check_batch(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
+        """The batch as arrays of the declared dtypes; FeedError for missing/unknown/bad feeds."""
+        missing = [n for n in self.spec.batch if n not in batch]
+        if missing:
+            raise FeedError(f"training step {self.graph.name!r}: missing batch input(s) "
+                            f"{', '.join(map(repr, missing))}; it takes {', '.join(self.spec.batch)}")
+        out = {}
+        for n in self.spec.batch:
+            v = self._inputs[n]
+            a = np.asarray(batch[n])
+            want = np.dtype(v.type.dtype)
+            if a.dtype != want:
+                if a.dtype.kind != want.kind and not (a.dtype.kind in "iub" and want.kind in "iu"):
+                    raise FeedError(f"batch input {n!r} has dtype {a.dtype}, expected {v.type}")
+                a = a.astype(want)
+            if a.ndim != v.type.rank or any(isinstance(d, int) and d != s for d, s in zip(v.type.shape, a.shape)):
+                raise FeedError(f"batch input {n!r} has shape {a.shape}, expected {v.type}")
+            out[n] = np.ascontiguousarray(a)
+        return out
+
+    def step(self, batch: dict[str, Any], lr: float) -> dict[str, np.ndarray]:
+        """Runs one training step; returns the scalar metrics (loss first) as numpy scalars."""
+        out = self._step(self.check_batch(batch), np.asarray(lr, self._lr_dtype))
+        self.step_count += 1
+        return out
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of every parameter and optimizer-state tensor, by input name."""
+        return self._get()
+
+    def params(self) -> dict[str, np.ndarray]:
+        """Copies of the trained parameters."""
+        d = self._get()
+        return {n: d[n] for n in self.spec.params}
+
+    def load_state_dict(self, values: dict[str, np.ndarray], strict: bool = True) -> None:
+        """Overwrites parameters/state; names the missing, unexpected or mis-shaped tensors."""
+        expect = {n: self._inputs[n].type for n in self.spec.carried}
+        problems = []
+        if strict:
+            missing = [n for n in expect if n not in values]
+            if missing:
+                problems.append(f"missing: {', '.join(missing)}")
+        unexpected = [n for n in values if n not in expect]
+        if unexpected:
+            problems.append(f"unexpected: {', '.join(unexpected)}")
+        for n, a in values.items():
+            if n in expect:
+                t = expect[n]
+                a = np.asarray(a)
+                if tuple(a.shape) != tuple(t.shape) or a.dtype != np.dtype(t.dtype):
+                    problems.append(f"{n}: checkpoint has {a.dtype}{list(a.shape)}, model has {t}")
+        if problems:
+            raise ValueError(f"state does not match training step {self.graph.name!r}: "
+                             + "; ".join(problems))
+        self._set({n: np.ascontiguousarray(values[n]) for n in expect if n in values})
+
+    # ---- backend hooks ------------------------------------------------------------------------
+    def _step(self, batch: dict[str, np.ndarray], lr: np.ndarray) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def _get(self) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def _set(self, values: dict[str, np.ndarray]) -> None:
+        raise NotImplementedError
+
+
+def make_stepper(graph: Graph, backend: str = "onnxruntime", device: str = "cpu", seed: int = 0,
+                 **options: Any) -> Stepper:
+    """A Stepper for a step graph on `backend` ("numpy", "onnxruntime" or "tvm")."""
+    from ..ir.verify import verify
+    verify(graph)
+    if backend == "numpy":
+        if device != "cpu":
+            raise ValueError("the numpy backend runs on the CPU only")
+        from ..backends.numpy_ref import NumpyStepper
+        return NumpyStepper(graph, device, seed, **options)
+    if backend == "onnxruntime":
+        from ..backends.onnx import OrtStepper
+        return OrtStepper(graph, device, seed, **options)
+    if backend == "tvm":
+        from ..backends import tvm as tvm_backend
+        cls = getattr(tvm_backend, "TvmStepper", None)
+        if cls is None:
+            raise NotImplementedError("the TVM backend has no Stepper yet; use 'onnxruntime' or 'numpy'")
+        return cls(graph, device, seed, **options)
+    raise ValueError(f"unknown backend {backend!r}; choose numpy, onnxruntime or tvm")

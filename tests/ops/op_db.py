@@ -1,0 +1,557 @@
+"""The op table: one row (`OpInfo`) per registered primitive, driving every per-op test.
+
+Import it from any test module as::
+
+    from ops.op_db import OP_DB, OpInfo, Sample, single_op_graph, sample_id
+
+(`tests/` is on sys.path because `tests/conftest.py` lives there.)
+
+A row names the primitive, a `samples(rng, dtype) -> list[Sample]` function drawing inputs inside
+the op's domain (log/sqrt positive, away from kinks and ties so finite differences work), the
+dtypes to test, whether the op has a gradient, tolerances and skips. A skip maps a check name, or
+"check/dtype", to the reason (naming the missing kernel). Check names used by the suites:
+"infer", "onnxruntime", "onnx_reference", "onnx_checker", "symbolic", "grad", "tvm".
+
+`single_op_graph(info, sample, dtype)` builds a graph with inputs x0..xk and one output "y", the
+primitive applied once; `symbolic=True` declares the inputs with the sample's symbolic shapes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+import graphc as gc
+from graphc.frontends.dsl import apply
+from graphc.ops import OPS
+from graphc.ops.shape import INT_MAX
+
+FLOATS = ("float32", "float64")
+INTS = ("int32", "int64")
+NUMERIC = FLOATS + INTS
+ALL = NUMERIC + ("bool",)
+
+#: default (rtol, atol) of forward checks against the numpy reference
+DEFAULT_TOL = {"float32": (1e-5, 1e-6), "float64": (1e-10, 1e-12)}
+
+
+@dataclass
+class Sample:
+    """One set of inputs for a primitive.
+
+    Attributes:
+        inputs: the input arrays, in the op's input order.
+        attrs: the node's attributes, as the DSL would pass them.
+        grad_inputs: indices of inputs to differentiate; None means every float input not in
+            the op's `nondiff_inputs`; () means none.
+        symbolic: optional input shapes with symbols (e.g. ("N", 4)) for the symbolic-dim checks;
+            each must match the concrete input's shape once symbols are bound.
+        sym_attrs: the attributes to use with `symbolic` shapes (default: `attrs`).
+        name: a short label for test ids.
+        skips: check name (or "check/dtype") -> reason, for this sample only.
+    """
+
+    inputs: list[np.ndarray]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    grad_inputs: tuple[int, ...] | None = None
+    symbolic: list[tuple] | None = None
+    sym_attrs: dict[str, Any] | None = None
+    name: str = ""
+    skips: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class OpInfo:
+    """A row of the op table.
+
+    Attributes:
+        name: the primitive's registry name (graphc.ops.OPS key).
+        samples: `samples(rng, dtype) -> list[Sample]`.
+        dtypes: dtypes the samples are drawn in (the dtype of the op's main input).
+        grad: whether gradient tests apply (default: the op's `differentiable`).
+        tol: (rtol, atol) by dtype, or by "check/dtype" for one check.
+        skips: check name (or "check/dtype") -> reason.
+    """
+
+    name: str
+    samples: Callable[[np.random.Generator, str], list[Sample]]
+    dtypes: tuple[str, ...] = FLOATS
+    grad: bool | None = None
+    tol: dict[str, tuple[float, float]] = field(default_factory=dict)
+    skips: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.grad is None:
+            self.grad = OPS[self.name].differentiable if self.name in OPS else False
+
+    @property
+    def op(self):
+        return OPS[self.name]
+
+    def tolerance(self, check: str, dtype: str) -> tuple[float, float]:
+        """(rtol, atol) for `check` in `dtype`: 'check/dtype', then dtype, then the default."""
+        for key in (f"{check}/{dtype}", dtype, check):
+            if key in self.tol:
+                return self.tol[key]
+        return DEFAULT_TOL.get(dtype, (0.0, 0.0))
+
+    def skip_reason(self, check: str, dtype: str | None = None,
+                    sample: Sample | None = None) -> str | None:
+        """Why `check` does not run for this row (in `dtype`, on `sample`), or None when it runs."""
+        for skips in ((sample.skips if sample is not None else {}), self.skips):
+            if dtype is not None and f"{check}/{dtype}" in skips:
+                return skips[f"{check}/{dtype}"]
+            if check in skips:
+                return skips[check]
+        return None
+
+    def get_samples(self, dtype: str, seed: int = 0) -> list[Sample]:
+        """The row's samples in `dtype`, drawn from a generator seeded by (seed, name, dtype)."""
+        key = [seed] + [ord(c) for c in f"{self.name}/{dtype}"]
+        return self.samples(np.random.default_rng(key), dtype)
+
+
+def sample_id(sample: Sample, k: int) -> str:
+    shapes = "_".join("x".join(map(str, a.shape)) or "s" for a in sample.inputs)
+    return f"{k}-{sample.name or shapes}"
+
+
+def grad_inputs(info: OpInfo, sample: Sample) -> tuple[int, ...]:
+    """Indices of the sample's inputs that gradients are checked for."""
+    if sample.grad_inputs is not None:
+        return tuple(sample.grad_inputs)
+    return tuple(i for i, a in enumerate(sample.inputs)
+                 if a.dtype.kind == "f" and i not in info.op.nondiff_inputs)
+
+
+def single_op_graph(info: OpInfo, sample: Sample, dtype: str | None = None, *,
+                    symbolic: bool = False, params: bool = False):
+    """A graph applying the primitive once: inputs x0..xk, output "y".
+
+    Args:
+        info: the row.
+        sample: the sample whose input shapes and dtypes (and attrs) the graph takes.
+        dtype: the row dtype the sample was drawn in (only used in the graph's name).
+        symbolic: declare inputs with `sample.symbolic` shapes and use `sample.sym_attrs`.
+        params: make the differentiable inputs (see `grad_inputs`) parameters holding the sample
+            values instead of graph inputs; they are then left out of the feeds.
+
+    Returns:
+        (graph, feeds): feeds maps input names to the sample arrays.
+    """
+    if symbolic and sample.symbolic is None:
+        raise ValueError(f"{info.name}: sample {sample.name!r} has no symbolic shapes")
+    shapes = sample.symbolic if symbolic else [a.shape for a in sample.inputs]
+    attrs = (sample.sym_attrs if sample.sym_attrs is not None else sample.attrs) if symbolic \
+        else sample.attrs
+    as_param = set(grad_inputs(info, sample)) if params else set()
+    g = gc.Graph(f"{info.name}_{dtype or 'sample'}")
+    feeds = {}
+    with g:
+        xs = []
+        for i, (a, shape) in enumerate(zip(sample.inputs, shapes)):
+            if i in as_param:
+                xs.append(g.param(f"x{i}", init=a.copy()))
+            else:
+                xs.append(g.input(f"x{i}", tuple(shape), a.dtype.name))
+                feeds[f"x{i}"] = a
+        g.output(y=apply(info.name, xs, dict(attrs)))
+    return g, feeds
+
+
+# ---- input generators ---------------------------------------------------------------------------
+
+def _uniform(rng, shape, dtype, lo=-2.0, hi=2.0):
+    return np.asarray(rng.uniform(lo, hi, size=shape), dtype=dtype)
+
+
+def _pos(rng, shape, dtype, lo=0.5, hi=3.0):
+    return np.asarray(rng.uniform(lo, hi, size=shape), dtype=dtype)
+
+
+def _away0(rng, shape, dtype, lo=0.2, hi=2.0):
+    """Values with |x| in [lo, hi] and random signs: away from kinks at 0."""
+    mag = rng.uniform(lo, hi, size=shape)
+    return np.asarray(mag * rng.choice([-1.0, 1.0], size=shape), dtype=dtype)
+
+
+def _arr(rng, shape, dtype, lo=-2.0, hi=2.0):
+    """Any dtype: floats uniform in [lo, hi], ints in [-5, 5], bools fair coins."""
+    if dtype == "bool":
+        return np.asarray(rng.random(size=shape) < 0.5)
+    if dtype in INTS:
+        return np.asarray(rng.integers(-5, 6, size=shape), dtype=dtype)
+    return _uniform(rng, shape, dtype, lo, hi)
+
+
+def _distinct(rng, shape, dtype):
+    """Values without ties (a shuffled range, scaled for floats), so max/argmax are unambiguous."""
+    n = int(np.prod(shape, dtype=np.int64))
+    v = rng.permutation(n).reshape(shape)
+    if dtype in INTS:
+        return (v - n // 2).astype(dtype)
+    return ((v - n / 2) * 0.25 + rng.uniform(-0.05, 0.05, size=shape)).astype(dtype)
+
+
+def _apart(rng, sa, sb, dtype, gap=0.1):
+    """Two arrays whose broadcast pairs differ by at least `gap` (no ties for max/min)."""
+    for _ in range(100):
+        a, b = _arr(rng, sa, dtype), _arr(rng, sb, dtype)
+        if dtype in INTS or np.min(np.abs(a - b), initial=np.inf) > gap:
+            return a, b
+    raise RuntimeError("could not draw separated inputs")
+
+
+# ---- samples per family -------------------------------------------------------------------------
+
+def _unary_samples(gen):
+    def samples(rng, dtype):
+        return [Sample([gen(rng, (3, 4), dtype)], symbolic=[("N", 4)]),
+                Sample([gen(rng, (), dtype)], name="scalar"),
+                Sample([gen(rng, (2, 3, 5), dtype)])]
+    return samples
+
+
+def _sign_samples(rng, dtype):
+    x = _away0(rng, (3, 4), dtype) if dtype in FLOATS else _arr(rng, (3, 4), dtype)
+    x.reshape(-1)[:2] = 0  # sign(0) = 0
+    return [Sample([x], symbolic=[("N", 4)]), Sample([_arr(rng, (5,), dtype)])]
+
+
+def _int_unary_samples(gen):
+    """Floats drawn by `gen`; ints drawn in [-5, 5]."""
+    def samples(rng, dtype):
+        g = gen if dtype in FLOATS else _arr
+        return _unary_samples(g)(rng, dtype)
+    return samples
+
+
+_BROADCAST = [((3, 4), (3, 4), [("N", 4), ("N", 4)]),
+              ((2, 1, 4), (3, 1), [(2, 1, 4), ("N", 1)]),
+              ((), (3, 4), None),
+              ((4,), (3, 1), [(4,), ("N", 1)])]
+
+
+def _binary_samples(gen_a, gen_b=None, pairs=_BROADCAST):
+    gen_b = gen_b or gen_a
+
+    def samples(rng, dtype):
+        return [Sample([gen_a(rng, sa, dtype), gen_b(rng, sb, dtype)], symbolic=sym)
+                for sa, sb, sym in pairs]
+    return samples
+
+
+def _div_samples(rng, dtype):
+    if dtype in INTS:
+        # negative operands check truncating division (ONNX Div), not floor division
+        def nz(r, s, d):
+            return (r.integers(1, 4, size=s) * r.choice([-1, 1], size=s)).astype(d)
+        return _binary_samples(lambda r, s, d: r.integers(-9, 10, size=s).astype(d), nz)(rng, dtype)
+    return _binary_samples(_uniform, lambda r, s, d: _away0(r, s, d, 0.5, 2.0))(rng, dtype)
+
+
+def _minmax_samples(rng, dtype):
+    return [Sample(list(_apart(rng, sa, sb, dtype)), symbolic=sym) for sa, sb, sym in _BROADCAST]
+
+
+def _compare_samples(rng, dtype):
+    out = []
+    for sa, sb, sym in _BROADCAST[:3]:
+        a, b = _arr(rng, sa, dtype), _arr(rng, sb, dtype)
+        if a.shape == b.shape and a.size:
+            b.reshape(-1)[::2] = a.reshape(-1)[::2]  # exact ties, so == and <= differ from < and >
+        out.append(Sample([a, b], symbolic=sym))
+    return out
+
+
+def _bool_binary_samples(rng, dtype):
+    return [Sample([_arr(rng, sa, "bool"), _arr(rng, sb, "bool")], symbolic=sym)
+            for sa, sb, sym in _BROADCAST[:3]]
+
+
+def _where_samples(rng, dtype):
+    return [
+        Sample([_arr(rng, (3, 4), "bool"), _arr(rng, (3, 4), dtype), _arr(rng, (3, 4), dtype)],
+               symbolic=[("N", 4)] * 3),
+        Sample([_arr(rng, (3, 1), "bool"), _arr(rng, (1, 4), dtype), _arr(rng, (2, 3, 4), dtype)]),
+        Sample([_arr(rng, (4,), "bool"), _arr(rng, (), dtype), _arr(rng, (3, 4), dtype)]),
+    ]
+
+
+def _cast_samples(rng, dtype):
+    out = []
+    for to in ALL:
+        if to == dtype:
+            continue
+        if dtype in FLOATS and to in INTS:
+            # away from .5 and from 0 so truncation toward zero is the only rule that matters
+            x = (rng.integers(-5, 6, size=(3, 4)) + rng.uniform(0.1, 0.4, size=(3, 4))
+                 * rng.choice([-1, 1], size=(3, 4))).astype(dtype)
+        else:
+            x = _arr(rng, (3, 4), dtype)
+        grad = None if (dtype in FLOATS and to in FLOATS) else ()
+        out.append(Sample([x], {"dtype": to}, grad_inputs=grad, symbolic=[("N", 4)], name=f"to_{to}"))
+    return out
+
+
+def _identity_samples(rng, dtype):
+    return [Sample([_arr(rng, (3, 4), dtype)], symbolic=[("N", 4)]),
+            Sample([_arr(rng, (), dtype)], name="scalar")]
+
+
+def _constant_samples(rng, dtype):
+    return [Sample([], {"value": _arr(rng, (2, 3), dtype)}, name="2x3"),
+            Sample([], {"value": np.asarray(_arr(rng, (), dtype))}, name="scalar")]
+
+
+def _reduce_samples(float_only_distinct=False):
+    def samples(rng, dtype):
+        gen = _distinct if float_only_distinct else _arr
+        x3 = gen(rng, (2, 3, 4), dtype)
+        return [
+            Sample([x3], {"axes": None, "keepdims": False}, name="all"),
+            Sample([x3], {"axes": (1,), "keepdims": False}, symbolic=[("N", 3, 4)], name="ax1"),
+            Sample([x3], {"axes": (0, 2), "keepdims": True}, symbolic=[("N", 3, 4)], name="ax02k"),
+            Sample([gen(rng, (3, 5), dtype)], {"axes": (-1,), "keepdims": True}, name="neg"),
+            Sample([gen(rng, (3, 5), dtype)], {"axes": (), "keepdims": False}, name="none"),
+        ]
+    return samples
+
+
+def _argmax_samples(rng, dtype):
+    return [Sample([_distinct(rng, (3, 5), dtype)], {"axis": 1, "keepdims": False},
+                   symbolic=[("N", 5)]),
+            Sample([_distinct(rng, (2, 3, 4), dtype)], {"axis": 0, "keepdims": True}),
+            Sample([_distinct(rng, (7,), dtype)], {"axis": 0, "keepdims": False})]
+
+
+def _matmul_samples(rng, dtype):
+    pairs = [((3, 4), (4, 5), [("N", 4), (4, 5)]),
+             ((2, 3, 4), (4, 5), [("B", 3, 4), (4, 5)]),
+             ((2, 1, 3, 4), (3, 4, 2), None),
+             ((4,), (4, 5), None),
+             ((3, 4), (4,), [("N", 4), (4,)]),
+             ((4,), (4,), None)]
+    return [Sample([_arr(rng, sa, dtype), _arr(rng, sb, dtype)], symbolic=sym)
+            for sa, sb, sym in pairs]
+
+
+def _reshape_samples(rng, dtype):
+    return [Sample([_arr(rng, (3, 4), dtype)], {"shape": (2, 6)}),
+            Sample([_arr(rng, (2, 3, 4), dtype)], {"shape": (6, 4)},
+                   symbolic=[("N", 3, 4)], sym_attrs={"shape": ("3*N", 4)}),
+            Sample([_arr(rng, (2, 3, 4), dtype)], {"shape": (2, 12)},
+                   symbolic=[("N", 3, 4)], sym_attrs={"shape": ("N", 12)}),
+            Sample([_arr(rng, (1,), dtype)], {"shape": ()}, name="to_scalar")]
+
+
+def _transpose_samples(rng, dtype):
+    return [Sample([_arr(rng, (3, 4), dtype)], {"axes": (1, 0)}, symbolic=[("N", 4)]),
+            Sample([_arr(rng, (2, 3, 4), dtype)], {"axes": (2, 0, 1)}, symbolic=[("N", 3, 4)])]
+
+
+def _expand_samples(rng, dtype):
+    return [Sample([_arr(rng, (3, 1), dtype)], {"shape": (2, 3, 4)}),
+            Sample([_arr(rng, (), dtype)], {"shape": (3,)}, name="scalar"),
+            Sample([_arr(rng, (3, 1), dtype)], {"shape": (3, 4)},
+                   symbolic=[("N", 1)], sym_attrs={"shape": ("N", 4)})]
+
+
+def _concat_samples(rng, dtype):
+    return [Sample([_arr(rng, (2, 3), dtype), _arr(rng, (4, 3), dtype)], {"axis": 0}),
+            Sample([_arr(rng, (2, 1), dtype), _arr(rng, (2, 3), dtype), _arr(rng, (2, 2), dtype)],
+                   {"axis": -1}, symbolic=[("N", 1), ("N", 3), ("N", 2)]),
+            Sample([_arr(rng, (2, 3), dtype), _arr(rng, (2, 3), dtype)], {"axis": 0},
+                   symbolic=[("N", 3), ("N", 3)], name="sym_axis"),
+            Sample([_arr(rng, (3,), dtype)], {"axis": 0}, name="one")]
+
+
+def _slice_samples(rng, dtype):
+    x = _arr(rng, (4, 6), dtype)
+    return [
+        Sample([x], {"starts": (1,), "ends": (3,), "axes": (0,), "steps": (1,)}),
+        Sample([x], {"starts": (-4, 0), "ends": (INT_MAX, 6), "axes": (1, 0), "steps": (1, 2)}),
+        Sample([x], {"starts": (-4,), "ends": (INT_MAX,), "axes": (1,), "steps": (1,)},
+               symbolic=[("N", 6)], name="tail"),
+        Sample([x], {"starts": (1,), "ends": (3,), "axes": (0,), "steps": (1,)},
+               symbolic=[("N", 6)], name="rows"),
+        Sample([x], {"starts": (-1,), "ends": (-INT_MAX,), "axes": (1,), "steps": (-2,)},
+               name="reverse"),
+        Sample([x], {"starts": (2,), "ends": (100,), "axes": (-1,), "steps": (3,)}, name="clamp"),
+    ]
+
+
+def _gather_samples(rng, dtype):
+    return [
+        Sample([_arr(rng, (5, 3), dtype), rng.integers(0, 5, size=(2, 4)).astype(np.int64)],
+               {"axis": 0}, symbolic=[(5, 3), ("N", 4)]),
+        Sample([_arr(rng, (2, 4, 3), dtype), np.array([3, 0, 0, 2], np.int32)], {"axis": 1}),
+        Sample([_arr(rng, (5,), dtype), np.array([-1, 2, -5], np.int64)], {"axis": 0},
+               name="negative"),
+        Sample([_arr(rng, (4, 3), dtype), np.array(2, np.int64)], {"axis": 0}, name="scalar_index"),
+    ]
+
+
+def _pad_samples(rng, dtype):
+    v = {"bool": 1.0, "int32": 3.0, "int64": -2.0}.get(dtype, 0.5)
+    return [Sample([_arr(rng, (3, 4), dtype)], {"pads": ((1, 2), (0, 1)), "value": v}),
+            Sample([_arr(rng, (2, 3, 4), dtype)], {"pads": ((0, 0), (2, 0), (1, 1)), "value": 0.0},
+                   symbolic=[("N", 3, 4)])]
+
+
+def _conv_samples(rng, dtype):
+    a = {"stride": (1, 1), "padding": (0, 0), "dilation": (1, 1), "groups": 1}
+    return [
+        Sample([_arr(rng, (2, 3, 7, 7), dtype), _arr(rng, (4, 3, 3, 3), dtype, -0.5, 0.5)], dict(a),
+               symbolic=[("N", 3, 7, 7), (4, 3, 3, 3)]),
+        Sample([_arr(rng, (1, 2, 8, 9), dtype), _arr(rng, (3, 2, 3, 2), dtype, -0.5, 0.5)],
+               {"stride": (2, 1), "padding": (1, 2), "dilation": (2, 1), "groups": 1}, name="sdp"),
+        Sample([_arr(rng, (1, 4, 6, 6), dtype), _arr(rng, (6, 2, 3, 3), dtype, -0.5, 0.5)],
+               dict(a, groups=2), name="groups"),
+    ]
+
+
+def _conv_t_samples(rng, dtype):
+    a = {"stride": (1, 1), "padding": (0, 0), "output_padding": (0, 0), "dilation": (1, 1),
+         "groups": 1}
+    return [
+        Sample([_arr(rng, (2, 2, 4, 4), dtype), _arr(rng, (2, 3, 3, 3), dtype, -0.5, 0.5)], dict(a),
+               symbolic=[("N", 2, 4, 4), (2, 3, 3, 3)]),
+        Sample([_arr(rng, (1, 2, 3, 4), dtype), _arr(rng, (2, 3, 3, 2), dtype, -0.5, 0.5)],
+               dict(a, stride=(2, 3), padding=(1, 0), output_padding=(1, 2), dilation=(1, 2)),
+               name="sdp"),
+        Sample([_arr(rng, (1, 4, 3, 3), dtype), _arr(rng, (4, 1, 2, 2), dtype, -0.5, 0.5)],
+               dict(a, groups=2), name="groups",
+               skips={"onnx_reference": "onnx.reference's ConvTranspose fails for group > 1 (it "
+                                        "reshapes W to (group, C/group, ...) wrongly)"}),
+    ]
+
+
+def _maxpool_samples(rng, dtype):
+    return [
+        Sample([_distinct(rng, (2, 3, 6, 6), dtype)],
+               {"kernel_size": (2, 2), "stride": (2, 2), "padding": (0, 0)},
+               symbolic=[("N", 3, 6, 6)]),
+        Sample([_distinct(rng, (1, 2, 7, 5), dtype)],
+               {"kernel_size": (3, 2), "stride": (2, 1), "padding": (1, 1)}, name="pad"),
+    ]
+
+
+def _avgpool_samples(rng, dtype):
+    return [
+        Sample([_arr(rng, (2, 3, 6, 6), dtype)],
+               {"kernel_size": (2, 2), "stride": (2, 2), "padding": (0, 0)},
+               symbolic=[("N", 3, 6, 6)]),
+        Sample([_arr(rng, (1, 2, 7, 5), dtype)],
+               {"kernel_size": (3, 3), "stride": (2, 2), "padding": (1, 1),
+                "count_include_pad": True}, name="pad_incl"),
+        Sample([_arr(rng, (1, 2, 7, 5), dtype)],
+               {"kernel_size": (3, 2), "stride": (2, 1), "padding": (1, 1),
+                "count_include_pad": False}, name="pad_excl"),
+    ]
+
+
+def _maxpool_grad_samples(rng, dtype):
+    out = []
+    for (n, c, h, w), k, st, p in [((2, 3, 6, 6), (2, 2), (2, 2), (0, 0)),
+                                   ((1, 2, 7, 5), (3, 2), (2, 1), (1, 1))]:
+        x = _distinct(rng, (n, c, h, w), dtype)
+        oh, ow = (h + 2 * p[0] - k[0]) // st[0] + 1, (w + 2 * p[1] - k[1]) // st[1] + 1
+        g = _uniform(rng, (n, c, oh, ow), dtype)
+        out.append(Sample([x, g], {"kernel_size": k, "stride": st, "padding": p},
+                          symbolic=[("N", c, h, w), ("N", c, oh, ow)] if p == (0, 0) else None,
+                          name="overlap" if p != (0, 0) else ""))
+    return out
+
+
+def _safe_mul_samples(rng, dtype):
+    a = _uniform(rng, (3, 4), dtype)
+    b = np.full((3, 4), np.inf, dtype)
+    b[1:] = _uniform(rng, (2, 4), dtype)
+    a[0, ::2] = 0  # 0 * inf is 0 here, not nan
+    b[0, 1::2] = -np.inf
+    a[0, 1::2] = 0
+    return _binary_samples(_uniform)(rng, dtype) + [
+        Sample([a, b], grad_inputs=(), name="zero_times_inf")]
+
+
+def _random_samples(rng, dtype):
+    i64 = lambda v: np.array(v, np.int64)  # noqa: E731
+    return [Sample([i64(0), i64(0)], {"shape": (3, 4), "dtype": dtype}, name="s0c0"),
+            Sample([i64(123456789), i64(2**40 + 7)], {"shape": (2, 3, 5), "dtype": dtype},
+                   name="big"),
+            Sample([i64(-3), i64(5)], {"shape": (), "dtype": dtype}, name="scalar")]
+
+
+# ---- the table ----------------------------------------------------------------------------------
+
+_ORT_NO_F64 = "onnxruntime has no float64 kernel for {}"
+
+OP_DB: list[OpInfo] = [
+    # elementwise unary
+    OpInfo("neg", _int_unary_samples(_uniform), NUMERIC),
+    OpInfo("exp", _unary_samples(_uniform)),
+    OpInfo("log", _unary_samples(_pos)),
+    OpInfo("sqrt", _unary_samples(_pos)),
+    OpInfo("abs", _int_unary_samples(_away0), NUMERIC),
+    OpInfo("tanh", _unary_samples(_uniform)),
+    OpInfo("sigmoid", _unary_samples(lambda r, s, d: _uniform(r, s, d, -6.0, 6.0))),
+    OpInfo("relu", _int_unary_samples(_away0), NUMERIC),
+    OpInfo("erf", _unary_samples(_uniform),
+           # onnx.reference's Erf computes in float32 (np.vectorize(erf, otypes="f"))
+           tol={"onnx_reference/float64": (1e-6, 1e-7)},
+           skips={"onnxruntime/float64": _ORT_NO_F64.format("Erf")}),
+    OpInfo("sign", _sign_samples, NUMERIC),
+    # binary
+    OpInfo("add", _binary_samples(_arr), NUMERIC),
+    OpInfo("sub", _binary_samples(_arr), NUMERIC),
+    OpInfo("mul", _binary_samples(_arr), NUMERIC),
+    OpInfo("div", _div_samples, NUMERIC),
+    OpInfo("pow", _binary_samples(_pos, _uniform)),
+    OpInfo("maximum", _minmax_samples, NUMERIC),
+    OpInfo("minimum", _minmax_samples, NUMERIC),
+    OpInfo("equal", _compare_samples, ALL),
+    OpInfo("less", _compare_samples, NUMERIC),
+    OpInfo("less_equal", _compare_samples, NUMERIC),
+    OpInfo("greater", _compare_samples, NUMERIC),
+    OpInfo("greater_equal", _compare_samples, NUMERIC),
+    OpInfo("logical_and", _bool_binary_samples, ("bool",)),
+    OpInfo("logical_or", _bool_binary_samples, ("bool",)),
+    OpInfo("logical_not", lambda r, d: [Sample([_arr(r, (3, 4), "bool")], symbolic=[("N", 4)])],
+           ("bool",)),
+    OpInfo("where", _where_samples, ALL,
+           skips={"onnxruntime/bool": "onnxruntime has no bool kernel for Where"}),
+    OpInfo("cast", _cast_samples, ALL),
+    OpInfo("stop_gradient", _identity_samples, ALL),
+    OpInfo("constant", _constant_samples, ALL),
+    # reductions and matmul
+    OpInfo("sum", _reduce_samples(), NUMERIC),
+    OpInfo("mean", _reduce_samples()),
+    OpInfo("max", _reduce_samples(True), NUMERIC),
+    OpInfo("min", _reduce_samples(True), NUMERIC),
+    OpInfo("argmax", _argmax_samples, NUMERIC),
+    OpInfo("matmul", _matmul_samples, NUMERIC),
+    # shapes and indexing
+    OpInfo("reshape", _reshape_samples, ALL),
+    OpInfo("transpose", _transpose_samples, ALL),
+    OpInfo("expand", _expand_samples, ALL),
+    OpInfo("concat", _concat_samples, ALL),
+    OpInfo("slice", _slice_samples, ALL),
+    OpInfo("gather", _gather_samples, ALL),
+    OpInfo("pad", _pad_samples, ALL),
+    # neural-network ops
+    OpInfo("conv2d", _conv_samples, tol={"float32": (1e-5, 1e-5)},
+           skips={"onnxruntime/float64": _ORT_NO_F64.format("Conv")}),
+    OpInfo("conv_transpose2d", _conv_t_samples, tol={"float32": (1e-5, 1e-5)},
+           skips={"onnxruntime/float64": _ORT_NO_F64.format("ConvTranspose")}),
+    OpInfo("max_pool2d", _maxpool_samples),
+    OpInfo("avg_pool2d", _avgpool_samples,
+           skips={"onnxruntime/float64": _ORT_NO_F64.format("AveragePool")}),
+    OpInfo("random_uniform", _random_samples),
+    # primitives used by gradient rules
+    OpInfo("max_pool2d_grad", _maxpool_grad_samples),
+    OpInfo("safe_mul", _safe_mul_samples),
+]
+
+OP_BY_NAME: dict[str, OpInfo] = {info.name: info for info in OP_DB}

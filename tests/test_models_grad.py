@@ -1,0 +1,61 @@
+"""Whole models (graphc.models) pass gc.check_grads in float64: symbolic gradients of the loss
+against central finite differences, every parameter (sampled entries for the big ones)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc import models
+
+CASES = {
+    "mlp": lambda: models.mlp((6, 5, 4, 3), dtype="float64", seed=1),
+    "lenet5_relu_maxpool": lambda: models.lenet5("float64", seed=1, classes=4),
+    "lenet5_tanh_avgpool": lambda: models.lenet5("float64", seed=1, classes=4, activation="tanh"),
+    "lstm_8_steps": lambda: models.lstm(steps=8, input=3, hidden=4, classes=3, dtype="float64",
+                                        seed=1),
+    "gru_8_steps": lambda: models.gru(steps=8, input=3, hidden=4, classes=3, dtype="float64",
+                                      seed=1),
+    "transformer_encoder": lambda: models.transformer_encoder(seq=4, d_model=8, heads=2, ffn=6,
+                                                              classes=3, dtype="float64", seed=1),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_model_gradients_match_finite_differences(name):
+    g = CASES[name]()
+    feeds = models.example_feeds(g, batch=3, seed=2)
+    # each checked entry costs two forward runs: LeNet's (numpy) convolutions are the slow part
+    report = gc.check_grads(g, feeds, samples=5 if name.startswith("lenet") else 12, rtol=1e-6)
+    assert report.ok, str(report)
+    assert len(report.rows) == len(g.params)
+
+
+def test_gradient_graph_agrees_on_onnxruntime_for_the_mlp():
+    g = models.mlp((6, 5, 4, 3), dtype="float64", seed=1)
+    feeds = models.example_feeds(g, batch=5, seed=3)
+    dg = gc.grad(g)
+    want, got = gc.compile(dg, "numpy")(**feeds), gc.compile(dg, "onnxruntime")(**feeds)
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-9, atol=1e-12, err_msg=k)
+
+
+def test_hvp_of_the_mlp_matches_finite_differences_of_its_gradient():
+    g = models.mlp((4, 5, 3), dtype="float64", seed=4)
+    feeds = models.example_feeds(g, batch=3, seed=5)
+    rng = np.random.default_rng(6)
+    names = [p.name for p in g.params]
+    vs = {n: rng.normal(size=g.value(n).data.shape) for n in names}
+    h = gc.hvp(g)
+    out = gc.compile(h)(**feeds, **{h.meta["hvp_vectors"][n]: vs[n] for n in names})
+    d = gc.compile(gc.grad(g))
+    eps = 1e-5
+
+    def grads(sign):
+        params = {n: g.value(n).data + sign * eps * vs[n] for n in names}
+        res = d(**feeds, **params)
+        return np.concatenate([res[f"d_{n}"].ravel() for n in names])
+
+    num = (grads(1) - grads(-1)) / (2 * eps)
+    sym = np.concatenate([out[f"hvp_{n}"].ravel() for n in names])
+    assert np.linalg.norm(num - sym) / (np.linalg.norm(num) + np.linalg.norm(sym)) < 1e-6
