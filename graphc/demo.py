@@ -117,6 +117,16 @@ def mlp_forward(batch: int = 8, seed: int = 0, out_dir: str | os.PathLike | None
 DEMOS: dict[str, Callable[..., int]] = {"lenet": lenet_forward, "mlp": mlp_forward}
 
 
+def _train_mlp(**kwargs) -> int:
+    """`graphc demo mlp`: train the digits MLP (see graphc/demo_train.py); the forward check of
+    the 784-256-256-10 MLP stays available as `graphc demo mlp-forward`."""
+    from .demo_train import main as train_demo
+    return train_demo(**kwargs)
+
+
+DEMOS["mlp"], DEMOS["mlp-forward"] = _train_mlp, mlp_forward
+
+
 def main(name: str = "lenet", **kwargs) -> int:
     """Runs the demo called `name` and returns its exit code."""
     if name not in DEMOS:

@@ -295,6 +295,7 @@ class OrtStepper(Stepper):
                 else:
                     b.bind_ortvalue_output(m, mv)
             self._bindings.append(b)
+        self._bound_outputs = [out_of[n] for n in carried] + list(self._metric_ov)
         self._parity = 0
         self._dynamic_metrics = any(mv is None for mv in self._metric_ov.values())
 
@@ -308,10 +309,11 @@ class OrtStepper(Stepper):
         self.session.run_with_iobinding(b)
         self._parity ^= 1
         if self._dynamic_metrics:
-            outs = dict(zip(self.session.get_outputs_names() if hasattr(self.session, "get_outputs_names")
-                            else [o.name for o in self.session.get_outputs()], b.get_outputs()))
-            return {m: (mv if mv is not None else outs[m]).numpy() for m, mv in self._metric_ov.items()}
-        return {m: mv.numpy() for m, mv in self._metric_ov.items()}
+            outs = dict(zip(self._bound_outputs, b.get_outputs()))  # in the order bound
+            return {m: (mv if mv is not None else outs[m]).numpy().copy()
+                    for m, mv in self._metric_ov.items()}
+        # copies: OrtValue.numpy() on the CPU is a view that the next step overwrites
+        return {m: mv.numpy().copy() for m, mv in self._metric_ov.items()}
 
     def _get(self):
         cur = self._bufs[self._parity]

@@ -184,7 +184,7 @@ class TiledReduction(_Rule):
         if inner is None:
             return None  # a symbolic innermost dim: vector loads would be gathers
         vec = _largest_divisor(inner, lanes * TILE_VECS)
-        factor = 1
+        factor, padded = 1, False
         if ns >= 2:
             rows = _extent(sch, loops[ns - 2])
             if rows is None:
@@ -192,10 +192,16 @@ class TiledReduction(_Rule):
                 pads = [1] * len(kinds)
                 pads[ns - 2] = factor
                 sch.pad_einsum(block, pads)
+                padded = True
                 loops = sch.get_loops(block)
                 names = [sch.get(b).name_hint for b in _blocks(sch)]
                 for b in _blocks(sch)[:names.index(sch.get(block).name_hint)]:
-                    _injective_nest(sch, b, target)  # the padded copies of the inputs
+                    # Read the inputs in place (a row-invariant bounds check) rather than from
+                    # a padded copy: LLVM then knows the tile cannot alias them.
+                    try:
+                        sch.compute_inline(b)
+                    except Exception:  # noqa: BLE001
+                        _injective_nest(sch, b, target)
             else:
                 factor = _largest_divisor(rows, TILE_ROWS)
         spatial, reduce = list(loops[:ns]), list(loops[ns:])
@@ -222,7 +228,15 @@ class TiledReduction(_Rule):
             acc = sch.cache_write(block, 0, "local")
             sch.reverse_compute_at(acc, i_o if i_o is not None else fused, preserve_unit_loops=True)
             _vectorize_innermost(sch, acc, target)
-        self._epilogue(sch, epilogue, fused, target)
+            if padded:
+                # A symbolic region would make the tile a heap buffer that LLVM cannot keep in
+                # registers; index it modulo the tile so that its shape is static.
+                nsp = ns
+                tile = [1] * (nsp - 2) + [factor, vec]
+                sch.transform_layout(block, ("write", 0), lambda *ix: [
+                    ix[i] % tile[i] if tile[i] > 1 else ix[i] * 0 for i in range(len(ix))],
+                    assume_injective_transform=True)
+        self._epilogue(sch, epilogue, None if padded else fused, target)
         sch.vectorize(j_i)
         if row is not None:
             sch.unroll(row)
@@ -246,10 +260,12 @@ class TiledReduction(_Rule):
             except Exception:  # noqa: BLE001 - inlined above
                 continue
             try:
+                if fused is None:
+                    raise ValueError("padded: the unpadding copy reads rows of several tiles")
                 sch.reverse_compute_at(b, fused, preserve_unit_loops=True)
                 _vectorize_innermost(sch, b, target)
-            except Exception:  # noqa: BLE001 - leave it as its own loop nest
-                pass
+            except Exception:  # noqa: BLE001 - its own loop nest
+                _injective_nest(sch, b, target)
 
 
 class Injective(_Rule):
@@ -322,7 +338,8 @@ def optimize(target: Target) -> tvm.transform.Pass:
     def _pipeline(mod, _ctx):
         with target:
             seq = tvm.transform.Sequential(
-                cpu.library_dispatch_passes(target)
+                [relax.transform.DeadCodeElimination()]
+                + cpu.library_dispatch_passes(target)
                 + cpu.legalize_passes(target)
                 + [dl.ApplyDefaultSchedule(TiledReduction(), Injective(), Safe(dl.cpu.Reduction()),
                                            Fallback())]

@@ -46,6 +46,10 @@ class Op:
     def ref(self, *xs: np.ndarray, **attrs: Any) -> np.ndarray:
         raise NotImplementedError
 
+    def cost(self, *xs: TensorType, y: TensorType, **attrs: Any) -> int:
+        """FLOPs of one application to static types (graphc.inspect): one per output element."""
+        return static_numel(y)
+
     # -- helpers used by the IR, not overridden ---------------------------------------------
     def infer_checked(self, types: list[TensorType], attrs: dict[str, Any]) -> TensorType:
         if self.arity is not None and len(types) != self.arity:
@@ -103,3 +107,11 @@ def norm_axes(axes, rank: int) -> tuple[int, ...]:
 def require_float(t: TensorType, what: str = "input") -> None:
     if not t.is_float:
         raise TypeError(f"{what} must be float32 or float64, got {t.dtype}")
+
+
+def static_numel(t: TensorType) -> int:
+    """The element count of a type whose dims are all ints (cost rules get bound types)."""
+    n = t.numel()
+    if not isinstance(n, int):
+        raise ValueError(f"type {t} has symbolic dims; bind them before counting")
+    return n

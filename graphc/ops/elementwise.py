@@ -420,6 +420,10 @@ class cast(Op):
     def infer(self, x, dtype):
         return x.with_dtype(canonical_dtype(dtype))
 
+    def cost(self, *xs, y, **attrs):
+        """No arithmetic: a type conversion."""
+        return 0
+
     def ref(self, x, dtype):
         return x.astype(dtype)
 
@@ -442,6 +446,10 @@ class stop_gradient(Op):
     def infer(self, x):
         return x
 
+    def cost(self, *xs, y, **attrs):
+        """No arithmetic: the identity."""
+        return 0
+
     def ref(self, x):
         return x
 
@@ -460,6 +468,10 @@ class constant(Op):
 
     def infer(self, value):
         return TensorType(tuple(int(d) for d in value.shape), canonical_dtype(value.dtype))
+
+    def cost(self, *xs, y, **attrs):
+        """No arithmetic: a literal."""
+        return 0
 
     def ref(self, value):
         return value

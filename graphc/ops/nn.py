@@ -6,6 +6,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..ir.types import TensorType, dim_product
 from .base import Op, fmt_shape, register, require_float
+from .base import static_numel
 
 
 def _out_len(n, k, s, p, d, what):
@@ -44,6 +45,10 @@ class conv2d(Op):
         oh = _out_len(x.shape[2], w.shape[2], stride[0], padding[0], dilation[0], "conv2d")
         ow = _out_len(x.shape[3], w.shape[3], stride[1], padding[1], dilation[1], "conv2d")
         return TensorType((x.shape[0], w.shape[0], oh, ow), x.dtype)
+
+    def cost(self, x, w, *, y, **attrs):
+        """2 * output elements * (C/groups * kh * kw) multiply-adds."""
+        return 2 * static_numel(y) * int(w.shape[1]) * int(w.shape[2]) * int(w.shape[3])
 
     def ref(self, x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
         win = _windows(x, w.shape[2:], stride, padding, dilation, 0)
@@ -91,6 +96,10 @@ class conv_transpose2d(Op):
             dims.append((n - 1) * stride[i] - 2 * padding[i] + dilation[i] * (w.shape[2 + i] - 1)
                         + output_padding[i] + 1)
         return TensorType((x.shape[0], w.shape[1] * groups, dims[0], dims[1]), x.dtype)
+
+    def cost(self, x, w, *, y, **attrs):
+        """2 * input elements * (O/groups * kh * kw): each input scatters into a window."""
+        return 2 * static_numel(x) * int(w.shape[1]) * int(w.shape[2]) * int(w.shape[3])
 
     def ref(self, x, w, stride=(1, 1), padding=(0, 0), output_padding=(0, 0), dilation=(1, 1),
             groups=1):
@@ -144,6 +153,10 @@ class Pool(Op):
         oh = _out_len(x.shape[2], kernel_size[0], stride[0], padding[0], 1, self.name)
         ow = _out_len(x.shape[3], kernel_size[1], stride[1], padding[1], 1, self.name)
         return TensorType(x.shape[:2] + (oh, ow), x.dtype)
+
+    def cost(self, x, *, y, kernel_size, **attrs):
+        """One operation per window element of each output."""
+        return static_numel(y) * int(kernel_size[0]) * int(kernel_size[1])
 
 
 @register
@@ -295,6 +308,10 @@ class max_pool2d_grad(Op):
             raise ValueError(f"g {fmt_shape(g)} {g.dtype} does not match the pool output "
                              f"{fmt_shape(y)} {y.dtype}")
         return x
+
+    def cost(self, x, g, *, y, kernel_size, **attrs):
+        """A compare and an add per window element of each pooled output."""
+        return 2 * static_numel(g) * int(kernel_size[0]) * int(kernel_size[1])
 
     def ref(self, x, g, kernel_size, stride, padding):
         (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding

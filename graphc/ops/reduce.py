@@ -5,6 +5,7 @@ import numpy as np
 
 from ..ir.types import TensorType, broadcast_shapes
 from .base import Op, fmt_shape, norm_axes, norm_axis, register, require_float
+from .base import static_numel
 
 
 def reduced_shape(shape, axes, keepdims):
@@ -26,6 +27,10 @@ class Reduce(Op):
     def ref(self, x, axes=None, keepdims=False):
         ax = norm_axes(axes, x.ndim)
         return np.asarray(self.fn(x, axis=ax, keepdims=keepdims)).astype(x.dtype, copy=False)
+
+    def cost(self, x, *, y, axes=None, keepdims=False):
+        """One operation per input element."""
+        return static_numel(x)
 
     def onnx(self, e, x, axes=None, keepdims=False):
         ax = norm_axes(axes, e.in_types[0].rank)
@@ -102,6 +107,10 @@ class argmax(Op):
         out = np.argmax(x, axis=axis).astype(np.int64)
         return np.expand_dims(out, axis) if keepdims else out
 
+    def cost(self, x, *, y, axis=-1, keepdims=False):
+        """One comparison per input element."""
+        return static_numel(x)
+
     def onnx(self, e, x, axis=-1, keepdims=False):
         return e.op("ArgMax", [x], axis=norm_axis(axis, e.in_types[0].rank), keepdims=int(keepdims))
 
@@ -135,10 +144,19 @@ class matmul(Op):
     def ref(self, a, b):
         return np.matmul(a, b)
 
+    def cost(self, a, b, *, y):
+        """2*M*N*K per batch: a multiply and an add for each of K terms of each output."""
+        return 2 * static_numel(y) * int(a.shape[-1])
+
     def onnx(self, e, a, b):
         return e.op("MatMul", [a, b])
 
     def tvm(self, e, a, b):
+        src = e.producer(a)
+        if (e.in_types[0].rank == 2 and e.in_types[1].rank == 2 and src is not None
+                and src[0] == "relax.permute_dims"):
+            # x.T @ b reads x in place: no transposed copy, and the tile's rows are contiguous
+            return e.emit_te(e.topi.nn.matmul, src[1][0], b, transpose_a=True)
         return e.R.matmul(a, b)
 
     def vjp(self, g, a, b, *, y):

@@ -23,10 +23,18 @@ class reshape(Op):
                              f"{tuple(shape)} ({dim_product(shape)} elements)")
         return TensorType(shape, x.dtype)
 
+    def cost(self, *xs, y, **attrs):
+        """No arithmetic: a view with a new shape."""
+        return 0
+
     def ref(self, x, shape):
         return x.reshape(shape)
 
     def onnx(self, e, x, shape):
+        if any(d == 0 for d in shape):
+            # ONNX reads a 0 in the target shape as "copy this dim" unless allowzero is set,
+            # and forbids -1 together with allowzero
+            return e.op("Reshape", [x, e.shape_tensor(shape)], allowzero=1)
         return e.op("Reshape", [x, e.shape_tensor(shape, allow_minus_one=True)])
 
     def tvm(self, e, x, shape):
@@ -45,6 +53,10 @@ class transpose(Op):
         if sorted(axes) != list(range(x.rank)):
             raise ValueError(f"axes {tuple(axes)} are not a permutation of {x.rank} axes of {fmt_shape(x)}")
         return TensorType(tuple(x.shape[a] for a in axes), x.dtype)
+
+    def cost(self, *xs, y, **attrs):
+        """No arithmetic: data movement only."""
+        return 0
 
     def ref(self, x, axes):
         return np.transpose(x, axes)
@@ -74,6 +86,10 @@ class expand(Op):
         if out != shape:
             raise ValueError(f"cannot expand {fmt_shape(x)} to {shape}")
         return TensorType(shape, x.dtype)
+
+    def cost(self, *xs, y, **attrs):
+        """No arithmetic: data movement only."""
+        return 0
 
     def ref(self, x, shape):
         return np.broadcast_to(x, shape).copy()
@@ -111,6 +127,10 @@ class concat(Op):
         else:
             raise ValueError(f"cannot concatenate symbolic dims {dims} along axis {axis}")
         return TensorType(first.shape[:a] + (total,) + first.shape[a + 1:], first.dtype)
+
+    def cost(self, *xs, y, **attrs):
+        """No arithmetic: data movement only."""
+        return 0
 
     def ref(self, *xs, axis):
         return np.concatenate(xs, axis=axis)
@@ -162,6 +182,10 @@ class slice(Op):
             shape[a] = _slice_len(shape[a], s, t, st)
         return TensorType(tuple(shape), x.dtype)
 
+    def cost(self, *xs, y, **attrs):
+        """No arithmetic: data movement only."""
+        return 0
+
     def ref(self, x, starts, ends, axes, steps):
         idx = [builtins.slice(None)] * x.ndim
         for s, t, a, st in zip(starts, ends, axes, steps):
@@ -171,8 +195,18 @@ class slice(Op):
 
     def onnx(self, e, x, starts, ends, axes, steps):
         i64 = lambda v: e.const(np.array(v, np.int64))  # noqa: E731
-        return e.op("Slice", [x, i64(starts), i64([builtins.min(t, INT_MAX) for t in ends]),
-                              i64([norm_axis(a, e.in_types[0].rank) for a in axes]), i64(steps)])
+        rank = e.in_types[0].rank
+        axes = [norm_axis(a, rank) for a in axes]
+        starts, ends = list(starts), [builtins.min(t, INT_MAX) for t in ends]
+        for k, (a, st) in enumerate(zip(axes, steps)):
+            d = e.in_types[0].shape[a]
+            if st < 0 and isinstance(d, int):
+                # ONNX clamps a negative-step start into [0, d-1] where Python empties the
+                # slice (x[-7::-1] with d = 6), so resolve the bounds the Python way here
+                stop = None if ends[k] <= -INT_MAX // 2 else ends[k]
+                s0, t0, _ = builtins.slice(starts[k], stop, st).indices(d)
+                starts[k], ends[k] = (0, 0) if s0 < 0 else (s0, -INT_MAX if t0 < 0 else t0)
+        return e.op("Slice", [x, i64(starts), i64(ends), i64(axes), i64(steps)])
 
     def tvm(self, e, x, starts, ends, axes, steps):
         rank = e.in_types[0].rank
@@ -196,6 +230,10 @@ class gather(Op):
         a = norm_axis(axis, x.rank)
         return TensorType(x.shape[:a] + indices.shape + x.shape[a + 1:], x.dtype)
 
+    def cost(self, *xs, y, **attrs):
+        """No arithmetic: data movement only."""
+        return 0
+
     def ref(self, x, indices, axis=0):
         if indices.size and (indices.max() >= x.shape[axis] or indices.min() < -x.shape[axis]):
             raise IndexError(f"gather: index out of range for axis {axis} of size {x.shape[axis]}")
@@ -209,7 +247,9 @@ class gather(Op):
         return e.R.take(x, indices, axis=norm_axis(axis, e.in_types[0].rank), mode="wrap")
 
     def vjp(self, g, x, indices, *, y, axis=0):
-        return (_gather_grad(g, x, indices, axis), None)
+        from ..frontends import dsl
+        return (dsl.apply("gather_grad", [g, indices], {"axis": norm_axis(axis, x.ndim),
+                                                        "shape": tuple(x.shape)}), None)
 
 
 @register
@@ -225,6 +265,10 @@ class pad(Op):
                 raise ValueError(f"negative padding {pads}")
             shape.append(d + b + a if isinstance(d, int) else (d if b == a == 0 else _bad_pad(d)))
         return TensorType(tuple(shape), x.dtype)
+
+    def cost(self, *xs, y, **attrs):
+        """No arithmetic: data movement only."""
+        return 0
 
     def ref(self, x, pads, value=0.0):
         return np.pad(x, pads, constant_values=value)
@@ -285,20 +329,72 @@ def _slice_grad(g, x, starts, ends, axes, steps):
     return dsl.pad(out, pads) if builtins.any(b or e for b, e in pads) else out
 
 
-def _gather_grad(g, x, indices, axis):
-    """dx[j] = sum of g[i] over the i with indices[i] == j: a one-hot matrix product."""
-    from ..frontends import dsl
-    a = norm_axis(axis, x.ndim)
-    d = x.shape[a]
-    if not isinstance(d, int):
-        raise ValueError(f"the gradient of gather along symbolic dim {d} needs a static size")
-    idx = indices
-    if indices.value.producer is None or indices.value.producer.op.name != "constant" or \
-            (indices.value.producer.attrs["value"] < 0).any():
-        idx = dsl.where(idx < 0, idx + d, idx)  # negative indices count from the end
-    hot = dsl.cast(dsl.equal(dsl.expand_dims(idx, -1), dsl.constant(np.arange(d, dtype=idx.dtype))),
-                   g.dtype)
-    n = dim_product(indices.shape)
-    pre, post = dim_product(x.shape[:a]), dim_product(x.shape[a + 1:])
-    gx = dsl.matmul(dsl.transpose(dsl.reshape(hot, (n, d))), dsl.reshape(g, (pre, n, post)))
-    return dsl.reshape(gx, x.shape)
+@register
+class gather_grad(Op):
+    """dx = zeros of `shape` with g[..., i, ...] added at indices[i] along `axis`: gather's adjoint"""
+    arity = 2
+    nondiff_inputs = (1,)
+    shape_attrs = ("shape",)
+
+    def infer(self, g, indices, axis, shape):
+        if indices.dtype not in ("int32", "int64"):
+            raise TypeError(f"indices must be int32 or int64, got {indices.dtype}")
+        if not g.is_float:
+            raise TypeError(f"g must be float32 or float64, got {g.dtype}")
+        shape = tuple(normalize_dim(d) for d in shape)
+        a = norm_axis(axis, len(shape))
+        want = shape[:a] + indices.shape + shape[a + 1:]
+        if g.shape != want:
+            raise ValueError(f"g {fmt_shape(g)} does not match a gather of {shape} along axis {a} "
+                             f"with indices {fmt_shape(indices)} (expected {want})")
+        return TensorType(shape, g.dtype)
+
+    def ref(self, g, indices, axis, shape):
+        a, k = axis % len(shape), indices.ndim
+        out = np.zeros(shape, g.dtype)
+        idx = np.where(indices < 0, indices + shape[a], indices)
+        # out's axis first and g's index dims first, then one unbuffered add per index
+        np.add.at(np.moveaxis(out, a, 0), idx, np.moveaxis(g, list(range(a, a + k)), list(range(k))))
+        return out
+
+    @staticmethod
+    def _perms(a, k, rank):
+        """g's index dims to the front, and the scattered axis back to `a` afterwards."""
+        to_front = list(range(a, a + k)) + list(range(a)) + list(range(a + k, rank + k - 1))
+        back = list(range(1, a + 1)) + [0] + list(range(a + 1, rank))
+        return to_front, back
+
+    def onnx(self, e, g, indices, axis, shape):
+        r, k = len(shape), e.in_types[1].rank
+        a = norm_axis(axis, r)
+        idx = e.op("Cast", [indices], to=e.onnx_dtype("int64"))
+        zero = e.const(np.zeros((), np.int64))
+        idx = e.op("Where", [e.op("Less", [idx, zero]),
+                             e.op("Add", [idx, e.shape_tensor((shape[a],))]), idx])
+        idx = e.op("Unsqueeze", [idx, e.const(np.array([-1], np.int64))])
+        to_front, back = self._perms(a, k, r)
+        gt = g if to_front == sorted(to_front) else e.op("Transpose", [g], perm=to_front)
+        data_shape = (shape[a],) + tuple(shape[:a]) + tuple(shape[a + 1:])
+        zeros = e.op("Expand", [e.const(np.zeros((), e.in_types[0].dtype)), e.shape_tensor(data_shape)])
+        out = e.op("ScatterND", [zeros, idx, gt], reduction="add")
+        return out if back == sorted(back) else e.op("Transpose", [out], perm=back)
+
+    def tvm(self, e, g, indices, axis, shape):
+        r, k = len(shape), e.in_types[1].rank
+        a = norm_axis(axis, r)
+        d = e.dim(shape[a])
+
+        def wrap(t):  # negative indices count from the end
+            return e.te.compute(t.shape, lambda *i: e.tir.if_then_else(
+                t(*i) < 0, t(*i) + e.tir.const(d, "int64") if isinstance(d, int) else t(*i) + d, t(*i)),
+                name="wrap_index")
+        idx = e.R.expand_dims(e.emit_te(wrap, e.R.astype(indices, "int64")), [-1])
+        to_front, back = self._perms(a, k, r)
+        gt = g if to_front == sorted(to_front) else e.R.permute_dims(g, to_front)
+        data_shape = (shape[a],) + tuple(shape[:a]) + tuple(shape[a + 1:])
+        out = e.R.scatter_nd(e.R.zeros(e.shape(data_shape), e.in_types[0].dtype), idx, gt, "add")
+        return out if back == sorted(back) else e.R.permute_dims(out, back)
+
+    def vjp(self, g, gy, indices, *, y, axis, shape):
+        from ..frontends import dsl
+        return (dsl.take(g, indices, axis), None)

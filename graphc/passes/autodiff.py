@@ -11,8 +11,7 @@ cotangent is named after its forward value (`d_fc1.weight`).
 """
 from __future__ import annotations
 
-import importlib.util
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -305,14 +304,18 @@ def _out_key(outputs: Mapping[str, Value], base: str) -> str:
 def _finish(g: Graph, start: int, simplify: bool) -> Graph:
     _drop_unused(g, start)
     verify(g)
-    if simplify and importlib.util.find_spec(f"{__package__}.pipeline") is not None:
-        from .pipeline import simplify as run_simplify
+    if simplify:
+        from .pipeline import simplify as run_simplify  # late: the pipeline's passes use the DSL
         g = run_simplify(g)
     return g
 
 
-def _differentiate(graph: Graph, wrt: Any, seeds_for, name: str) -> tuple[Graph, list[Value], list[Value], int]:
-    """Clone `graph`, seed it with `seeds_for(clone)`, and run the reverse sweep."""
+def _differentiate(graph: Graph, wrt: Any, seeds_for: Callable[[Graph, dict], list], name: str
+                   ) -> tuple[Graph, list[Value], list[Value], int]:
+    """Clones `graph`, seeds the clone with `seeds_for(clone, value map)`, runs the reverse sweep.
+
+    Returns (clone, its wrt values, their gradients, index of the first backward node).
+    """
     wrt_src = _resolve_wrt(graph, wrt)
     g, vmap = graph.clone(name)
     start = len(g.nodes)
@@ -444,7 +447,7 @@ def hvp(graph: Graph, wrt: Any = None, vectors: Any = None, of: Any = None, *,
         A Graph whose outputs are the original outputs, the gradients `d_<name>`, then the
         products `hvp_<name>` = (d^2 f / d wrt^2) v, one per `wrt` entry.
     """
-    loss_src = _scalar_loss(graph, of)
+    _scalar_loss(graph, of)  # fail early, before building anything
     wrt_src = _resolve_wrt(graph, wrt)
     if vectors is None:
         vectors = [None] * len(wrt_src)

@@ -79,6 +79,9 @@ class History:
             axes[1].set_ylabel("accuracy")
             axes[1].legend()
             axes[1].grid(alpha=0.3)
+        from matplotlib.ticker import MaxNLocator
+        for ax in axes:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if title:
             fig.suptitle(title)
         fig.tight_layout()

@@ -103,6 +103,38 @@ class Stepper:
         raise NotImplementedError
 
 
+class ExecutableStepper(Stepper):
+    """A Stepper over any compiled Executable: carried values round-trip through the host.
+
+    The fallback for backends without a device-resident stepper of their own; correct everywhere,
+    but each step copies parameters and state in and out.
+    """
+
+    def __init__(self, graph: Graph, device: str = "cpu", seed: int = 0, backend: str = "tvm",
+                 **options: Any):
+        super().__init__(graph, device, seed)
+        from .executable import compile
+        self.backend = backend
+        self.exe = compile(graph, backend, device, **options)
+        self._carried = {n: np.array(a, copy=True) for n, a in self.spec.initial.items()}
+
+    def _step(self, batch, lr):
+        feeds = dict(batch, **self._carried)
+        feeds[self.spec.step] = np.asarray(self.step_count, np.int64)
+        feeds[self.spec.lr] = lr
+        if self.spec.rng_seed:
+            feeds[self.spec.rng_seed] = np.asarray(self.seed, np.int64)
+        out = self.exe.run(feeds)
+        self._carried = {src: np.asarray(out[o]) for o, src in self.spec.updates.items()}
+        return {m: np.asarray(out[m]) for m in self.spec.metrics}
+
+    def _get(self):
+        return {n: np.array(a, copy=True) for n, a in self._carried.items()}
+
+    def _set(self, values):
+        self._carried.update({n: np.array(a, copy=True) for n, a in values.items()})
+
+
 def make_stepper(graph: Graph, backend: str = "onnxruntime", device: str = "cpu", seed: int = 0,
                  **options: Any) -> Stepper:
     """A Stepper for a step graph on `backend` ("numpy", "onnxruntime" or "tvm")."""
@@ -119,7 +151,7 @@ def make_stepper(graph: Graph, backend: str = "onnxruntime", device: str = "cpu"
     if backend == "tvm":
         from ..backends import tvm as tvm_backend
         cls = getattr(tvm_backend, "TvmStepper", None)
-        if cls is None:
-            raise NotImplementedError("the TVM backend has no Stepper yet; use 'onnxruntime' or 'numpy'")
+        if cls is None:  # no device-resident TVM stepper: run the compiled step via the host
+            return ExecutableStepper(graph, device, seed, backend="tvm", **options)
         return cls(graph, device, seed, **options)
     raise ValueError(f"unknown backend {backend!r}; choose numpy, onnxruntime or tvm")

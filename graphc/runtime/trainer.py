@@ -261,9 +261,9 @@ class Trainer:
             if validation is not None:
                 row.update({f"val_{k}": v for k, v in self.evaluate(validation).items()})
             if show:
-                bar.set_postfix({k: f"{v:.4f}" for k, v in row.items()
-                                 if k in (self.loss_name, "accuracy", "val_loss", "val_accuracy")},
-                                refresh=False)
+                post = {k: f"{v:.4f}" for k, v in row.items()
+                        if k in (self.loss_name, "accuracy", "val_loss", "val_accuracy")}
+                bar.set_postfix(post, ex_s=f"{row['examples_per_s']:.0f}", refresh=False)
             bar.close()
             self.history.append(row)
             if checkpoint is not None:

@@ -167,6 +167,21 @@ def test_random_broadcasts_follow_numpy(shapes):
     assert g.outputs["y"].type.shape == shapes.result_shape
 
 
+def test_every_1d_slice_follows_python():
+    """All starts/stops in and out of range, with positive and negative steps, in one graph."""
+    bounds = [None, -8, -7, -6, -1, 0, 1, 5, 6, 7]
+    slices = [slice(s, t, st) for s in bounds for t in bounds for st in (-3, -1, 1, 2)]
+    x = np.arange(6, dtype=np.float32)
+    with gc.Graph("slices") as g:
+        t = g.input("x", (6,))
+        g.output(**{f"s{k}": t[sl] for k, sl in enumerate(slices)})
+    for backend in BACKENDS:
+        out = gc.compile(g, backend)(x=x)
+        for k, sl in enumerate(slices):
+            assert np.array_equal(out[f"s{k}"], x[sl]) and out[f"s{k}"].shape == x[sl].shape, \
+                (backend, sl, out[f"s{k}"])
+
+
 def test_integer_tensor_indexing(rng):
     table = rng.standard_normal((10, 3)).astype(np.float32)
     idx = np.array([[1, 9, -2], [0, 0, 4]], np.int64)
@@ -536,6 +551,23 @@ def test_traced_function_with_tuple_and_dict_results():
     assert list(named.graph.outputs) == ["a", "b"]
     out = named(np.array([1, 2, 3], np.float32))
     assert out["b"] == 6
+
+
+def test_traced_function_inlines_when_called_on_tensors(rng):
+    @gc.function(x=gc.spec(("N", 3)))
+    def block(x):
+        return gc.tanh(x) * 2
+
+    with gc.Graph("outer") as g:
+        x = g.input("x", ("N", 3))
+        g.output(y=block(block(x)) + 1)
+    assert [n.op.name for n in g.nodes].count("tanh") == 2
+    xv = rng.standard_normal((4, 3)).astype(np.float32)
+    for backend in BACKENDS:
+        got = gc.compile(g, backend)(x=xv)["y"]
+        np.testing.assert_allclose(got, np.tanh(np.tanh(xv) * 2) * 2 + 1, rtol=1e-6)
+    first = block.graph
+    assert block.trace() is not first and block.graph is not first  # trace() re-traces
 
 
 # ---- running graphs: feed errors ----------------------------------------------------------------

@@ -47,7 +47,8 @@ class Sample:
             the op's `nondiff_inputs`; () means none.
         symbolic: optional input shapes with symbols (e.g. ("N", 4)) for the symbolic-dim checks;
             each must match the concrete input's shape once symbols are bound.
-        sym_attrs: the attributes to use with `symbolic` shapes (default: `attrs`).
+        sym_attrs: the attributes to use with `symbolic` shapes (default: `attrs`); they may
+            hold symbols but must mean `attrs` once the symbols are bound to the sample's sizes.
         name: a short label for test ids.
         skips: check name (or "check/dtype") -> reason, for this sample only.
     """
@@ -343,7 +344,9 @@ def _reshape_samples(rng, dtype):
                    symbolic=[("N", 3, 4)], sym_attrs={"shape": ("3*N", 4)}),
             Sample([_arr(rng, (2, 3, 4), dtype)], {"shape": (2, 12)},
                    symbolic=[("N", 3, 4)], sym_attrs={"shape": ("N", 12)}),
-            Sample([_arr(rng, (1,), dtype)], {"shape": ()}, name="to_scalar")]
+            Sample([_arr(rng, (1,), dtype)], {"shape": ()}, name="to_scalar"),
+            # a 0 in the target shape is a real size, not ONNX's "copy this dim"
+            Sample([_arr(rng, (2, 0, 3), dtype)], {"shape": (3, 0, 5)}, name="empty")]
 
 
 def _transpose_samples(rng, dtype):
@@ -379,6 +382,9 @@ def _slice_samples(rng, dtype):
         Sample([x], {"starts": (-1,), "ends": (-INT_MAX,), "axes": (1,), "steps": (-2,)},
                name="reverse"),
         Sample([x], {"starts": (2,), "ends": (100,), "axes": (-1,), "steps": (3,)}, name="clamp"),
+        # Python empties x[-7::-1] on a dim of 6, where ONNX would clamp the start to 0
+        Sample([x], {"starts": (-7, 10), "ends": (-INT_MAX, 1), "axes": (1, 0), "steps": (-1, -1)},
+               name="reverse_clamp"),
     ]
 
 

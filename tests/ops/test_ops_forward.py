@@ -85,6 +85,14 @@ def test_row_is_well_formed(info):
         assert isinstance(reason, str) and len(reason) > 10, f"skip {key!r} needs a reason"
 
 
+def test_single_op_graph_can_hold_differentiable_inputs_as_params():
+    info = next(i for i in OP_DB if i.name == "where")
+    s = info.get_samples("float64")[0]
+    g, feeds = single_op_graph(info, s, "float64", params=True)
+    assert [p.name for p in g.params] == ["x1", "x2"] and list(feeds) == ["x0"]
+    np.testing.assert_array_equal(gc.compile(g)(**feeds)["y"], _ref(info, s))
+
+
 # ---- per sample ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("info,dtype,sample", CASES)

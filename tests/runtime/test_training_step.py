@@ -170,3 +170,27 @@ def test_errors_name_the_problem():
         st.step({"x": np.zeros((2, 6), np.float32)}, 0.1)
     with pytest.raises(ValueError, match="fc1.weight: checkpoint has"):
         st.load_state_dict({**st.state_dict(), "fc1.weight": np.zeros((2, 2), np.float32)})
+
+
+@pytest.mark.slow
+def test_tvm_step_matches_numpy():
+    pytest.importorskip("tvm")
+    g = gc.models.mlp(SIZES, dtype="float64", seed=0)
+    sg = gc.training_step(g, optimizer=optim.Adam(0.01))
+    x, y = data(8)
+    losses = {}
+    for backend in ("numpy", "tvm"):
+        st = gc.make_stepper(sg, backend)
+        losses[backend] = [float(st.step({"x": x, "y": y}, 0.01)["loss"]) for _ in range(3)]
+        losses[backend].append(float(st.step({"x": x[:5], "y": y[:5]}, 0.01)["loss"]))  # partial batch
+    np.testing.assert_allclose(losses["tvm"], losses["numpy"], rtol=1e-10)
+
+
+def test_returned_metrics_are_not_overwritten_by_later_steps():
+    g = gc.models.mlp(SIZES, seed=0)
+    st = gc.make_stepper(gc.training_step(g, optimizer=optim.SGD(0.5)), "onnxruntime")
+    x, y = data(8)
+    first = st.step({"x": x.astype(np.float32), "y": y}, 0.5)
+    keep = float(first["loss"])
+    st.step({"x": x.astype(np.float32), "y": y}, 0.5)
+    assert float(first["loss"]) == keep
