@@ -30,20 +30,21 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BEGIN, END = "<!-- training:begin -->", "<!-- training:end -->"
 
 
-def graphc_mlp(x, y, params, backend="onnxruntime"):
+def graphc_mlp(x, y, params, backend="onnxruntime", **options):
     g = gc.models.mlp((784, 256, 256, 10), seed=0)
     for p, a in zip(g.params, params):
         p.data = a.copy()
-    st = gc.make_stepper(gc.training_step(g, optimizer=optim.SGD(peers.LR, momentum=peers.MOM)), backend)
+    st = gc.make_stepper(gc.training_step(g, optimizer=optim.SGD(peers.LR, momentum=peers.MOM)), backend,
+                         **options)
     batch = {"x": x, "y": y}
     return lambda: float(st.step(batch, peers.LR)["loss"])
 
 
-def graphc_logreg(x, y, w, b, lr=0.1):
+def graphc_logreg(x, y, w, b, lr=0.1, **options):
     g = gc.models.logistic_regression(x.shape[1], seed=0)
     g.value("linear.weight").data = w.reshape(1, -1).copy()
     g.value("linear.bias").data = b.reshape(1).copy()
-    st = gc.make_stepper(gc.training_step(g, optimizer=optim.SGD(lr)), "onnxruntime")
+    st = gc.make_stepper(gc.training_step(g, optimizer=optim.SGD(lr)), "onnxruntime", **options)
     batch = {"x": x, "y": y}
     return lambda: float(st.step(batch, lr)["loss"])
 
@@ -54,6 +55,7 @@ def problems():
     y = rng.integers(0, 10, 128)
     ps = peers.mlp_params((784, 256, 256, 10))
     a = {"graphc+onnxruntime": lambda: graphc_mlp(x, y, ps),
+         "graphc+onnxruntime, spin=False": lambda: graphc_mlp(x, y, ps, spin=False),
          "hand-built ONNX step": lambda: peers.onnx_mlp(x, y, ps),
          "PyTorch eager": lambda: peers.torch_mlp(x, y, ps),
          "JAX jit": lambda: peers.jax_mlp(x, y, ps),
@@ -64,6 +66,7 @@ def problems():
     b = np.zeros((), np.float32)
     bl = np.zeros((1,), np.float32)
     b_ = {"graphc+onnxruntime": lambda: graphc_logreg(xl, yl, w, bl),
+          "graphc+onnxruntime, spin=False": lambda: graphc_logreg(xl, yl, w, bl, spin=False),
           "PyTorch eager": lambda: peers.torch_logreg(xl, yl, w, b),
           "JAX jit": lambda: peers.jax_logreg(xl, yl, w, b),
           "numpy by hand": lambda: peers.numpy_logreg(xl, yl, w, b)}
@@ -119,9 +122,11 @@ def table(results: dict, repeats: int, seconds: float) -> str:
     lines = [BEGIN, "## Training steps per second (bench/bench_training.py)", "",
              f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; onnxruntime "
              f"{onnxruntime.__version__}; median of {repeats} interleaved runs of ~{seconds:g} s each "
-             "in one process; ratios are graphc+onnxruntime / peer (> 1: graphc faster).", ""]
+             "in one process; ratios are graphc+onnxruntime / peer (> 1: graphc faster). "
+             f"1-minute load average {results.get('load', '?')} (before, after): other jobs on "
+             "the machine slow thread-pool runtimes (onnxruntime, PyTorch) far more than JAX.", ""]
     for title, rates in results.items():
-        if title.endswith(" spread"):
+        if title.endswith(" spread") or title == "load":
             continue
         spread = results[title + " spread"]
         ours = rates["graphc+onnxruntime"]
@@ -153,7 +158,9 @@ def main(argv=None) -> None:
     ap.add_argument("--seconds", type=float, default=0.6)
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
+    before = os.getloadavg()[0]
     res = run(args.repeats, args.seconds)
+    res["load"] = f"{before:.1f}, {os.getloadavg()[0]:.1f}"
     text = table(res, args.repeats, args.seconds)
     if not args.no_write:
         print(f"wrote {write(text)}")

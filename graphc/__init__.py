@@ -29,6 +29,8 @@ from .runtime.executable import Executable, compile
 __version__ = "0.1.0"
 
 # ---- exports added by subsystems (one import line each; keep this marker) ----
+from . import inspect  # noqa: E402  (gc.inspect.summary(g, {"N": 128}), to_dot, to_html)
+from .frontends.onnx_import import OnnxImportError, import_onnx  # noqa: E402
 from .passes.autodiff import AutodiffError, check_differentiable, grad, hvp, vjp  # noqa: E402
 from .passes.gradcheck import GradCheckError, GradCheckReport, check_grads  # noqa: E402
 from .backends.lowering import MissingLowering, check_lowering  # noqa: E402

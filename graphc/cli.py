@@ -4,6 +4,9 @@
     graphc show TARGET               print a graph and its summary; TARGET is a built-in model
                                      (lenet5, mlp, ...), path/to/file.py:function, a .graph
                                      text file written by print(graph), or an .onnx file
+        --stats [--nodes] [--bind N=128]   FLOPs, parameters, activation memory
+        --dot FILE, --html FILE            write a drawing (HTML: self-contained)
+        --grad                             the gradient graph instead
 """
 from __future__ import annotations
 
@@ -77,6 +80,43 @@ def summary(graph: Any) -> str:
     return "\n".join(lines)
 
 
+def _bindings(items: list[str]) -> dict[str, int]:
+    """{"N": 128} from ["N=128"]; ValueError naming a malformed item."""
+    out = {}
+    for item in items:
+        sym, eq, size = item.partition("=")
+        if not eq or not sym.strip().isidentifier() or not size.strip().isdigit():
+            raise ValueError(f"--bind {item!r}: expected SYMBOL=SIZE, e.g. N=128")
+        out[sym.strip()] = int(size)
+    return out
+
+
+def _show_inspect(graph: Any, args: argparse.Namespace) -> int:
+    """`graphc show` with --stats / --dot / --html / --grad (graphc.inspect)."""
+    from . import inspect
+    bindings = _bindings(args.bind)
+    if args.grad:
+        from .passes.autodiff import grad
+        graph = grad(graph)
+    if not args.summary:
+        print(graph)
+    if args.stats:
+        stats = inspect.summary(graph, bindings)
+        print(stats)
+        if args.nodes:
+            print()
+            print(stats.node_table())
+    else:
+        print(summary(graph))
+    if args.dot:
+        Path(args.dot).write_text(inspect.to_dot(graph))
+        print(f"wrote {args.dot}")
+    if args.html:
+        inspect.to_html(graph, args.html, bindings)
+        print(f"wrote {args.html}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `graphc` console command; returns the exit code."""
     parser = argparse.ArgumentParser(prog="graphc", description=__doc__,
@@ -95,6 +135,14 @@ def main(argv: list[str] | None = None) -> int:
     show.add_argument("target", help="built-in model name, file.py:function, a .graph text file "
                       "or an .onnx file")
     show.add_argument("--summary", action="store_true", help="only the summary, not the graph")
+    show.add_argument("--stats", action="store_true", help="FLOPs, parameters and activation "
+                      "memory (graphc.inspect.summary) instead of the short summary")
+    show.add_argument("--nodes", action="store_true", help="with --stats: one row per node")
+    show.add_argument("--bind", action="append", default=[], metavar="SYM=SIZE",
+                      help="size of a symbolic dim for --stats and --html, e.g. --bind N=128")
+    show.add_argument("--grad", action="store_true", help="show the gradient graph gc.grad(graph)")
+    show.add_argument("--dot", metavar="FILE", help="also write the graph as Graphviz DOT text")
+    show.add_argument("--html", metavar="FILE", help="also write a self-contained HTML drawing")
     args = parser.parse_args(argv)
     from .ir.errors import GraphcError
     try:
@@ -102,12 +150,18 @@ def main(argv: list[str] | None = None) -> int:
             from .demo import main as run_demo
             return run_demo(args.name, batch=args.batch, seed=args.seed, out_dir=args.out,
                             show_graph=not args.quiet, device=args.device)
+        inspecting = args.cmd == "show" and (args.stats or args.dot or args.html or args.grad)
         if args.cmd == "show" and args.target.endswith(".onnx"):
             if not Path(args.target).is_file():
                 raise ValueError(f"{args.target}: no such file")
+            if inspecting:
+                from .frontends.onnx_import import import_onnx
+                return _show_inspect(import_onnx(args.target), args)
             from .backends.onnx_inspect import describe_onnx
             print(describe_onnx(args.target, nodes=not args.summary))
             return 0
+        if inspecting:
+            return _show_inspect(load_graph(args.target), args)
         if args.cmd == "show":
             graph = load_graph(args.target)
             if not args.summary:

@@ -171,11 +171,12 @@ def _assign_layers(boxes: list[_Box]) -> None:
     # longest path from the sources, in build order (which is topological)
     for b in boxes:
         b.layer = max((p.layer + 1 for p in b.preds), default=0)
-    # sources (inputs, params, constants) sit just above their first consumer, not all at the
-    # top: otherwise a backward graph's constants draw edges across the whole picture
+    # then every box moves down to just above its first consumer: inputs, parameters, constants
+    # and what only they feed (a weight's transpose) sit next to their use instead of at the top,
+    # where a backward graph would draw their edges across the whole picture
     for b in reversed(boxes):
-        if not b.preds and b.succs:
-            b.layer = max(0, min(s.layer for s in b.succs) - 1)
+        if b.succs:
+            b.layer = max(b.layer, min(s.layer for s in b.succs) - 1)
 
 
 def _split_long_edges(boxes: list[_Box], edges: list[tuple[_Box, _Box]], limit: int

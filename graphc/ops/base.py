@@ -6,7 +6,9 @@ A primitive defines, in one block:
 - ``ref(*arrays, **attrs) -> ndarray``: the numpy kernel, the living definition of the op.
 - ``vjp(g, *xs, y, **attrs) -> tuple``: cotangent of each input (a DSL Tensor or None), written
   with graphc's own DSL so the backward graph is an ordinary graph. Un-broadcasting is done by the
-  autodiff pass, so a rule may return a gradient in the broadcast (output) shape.
+  autodiff pass, so a rule may return a gradient in the broadcast (output) shape. A rule whose
+  derivative can be infinite (log, sqrt, div, pow, exp) multiplies g by it with the `safe_mul`
+  primitive (0 where g == 0), so a branch that `where` did not take gets 0, never 0 * inf = nan.
 - ``onnx(e, *xs, **attrs) -> str`` and ``tvm(e, *xs, **attrs)``: lowerings given an emitter; ops
   never import onnx or tvm.
 

@@ -371,12 +371,12 @@ def _conv_weight_grad(x, gy, kernel, stride, padding, dilation, groups):
     """
     from ..frontends import dsl
     n, c, h, w = x.shape
-    cg = c // groups if isinstance(c, int) else None
-    if cg is None:
-        raise ValueError(f"the gradient of conv2d needs a static channel count, got {c}")
     if groups == 1:
         xt = dsl.transpose(x, (1, 0, 2, 3))  # (C, N, H, W)
+    elif not isinstance(c, int):
+        raise ValueError(f"the gradient of a grouped conv2d needs a static channel count, got {c}")
     else:  # channel c' of group gi becomes batch c', channel (gi, n)
+        cg = c // groups
         xt = dsl.reshape(dsl.transpose(dsl.reshape(x, (n, groups, cg, h, w)), (2, 1, 0, 3, 4)),
                          (cg, dim_product([groups, n]), h, w))
     gt = dsl.transpose(gy, (1, 0, 2, 3))  # (O, N, OH, OW): the "weight"

@@ -369,8 +369,8 @@ class gather_grad(Op):
         a = norm_axis(axis, r)
         idx = e.op("Cast", [indices], to=e.onnx_dtype("int64"))
         zero = e.const(np.zeros((), np.int64))
-        idx = e.op("Where", [e.op("Less", [idx, zero]),
-                             e.op("Add", [idx, e.shape_tensor((shape[a],))]), idx])
+        d = e.op("Squeeze", [e.shape_tensor((shape[a],)), e.const(np.array([0], np.int64))])
+        idx = e.op("Where", [e.op("Less", [idx, zero]), e.op("Add", [idx, d]), idx])
         idx = e.op("Unsqueeze", [idx, e.const(np.array([-1], np.int64))])
         to_front, back = self._perms(a, k, r)
         gt = g if to_front == sorted(to_front) else e.op("Transpose", [g], perm=to_front)
@@ -388,7 +388,7 @@ class gather_grad(Op):
             return e.te.compute(t.shape, lambda *i: e.tir.if_then_else(
                 t(*i) < 0, t(*i) + e.tir.const(d, "int64") if isinstance(d, int) else t(*i) + d, t(*i)),
                 name="wrap_index")
-        idx = e.R.expand_dims(e.emit_te(wrap, e.R.astype(indices, "int64")), [-1])
+        idx = e.R.expand_dims(e.emit_te(wrap, e.emit(e.R.astype(indices, "int64"))), [-1])
         to_front, back = self._perms(a, k, r)
         gt = g if to_front == sorted(to_front) else e.R.permute_dims(g, to_front)
         data_shape = (shape[a],) + tuple(shape[:a]) + tuple(shape[a + 1:])

@@ -111,7 +111,8 @@ def _scalar_loss(graph: Graph, of: Any) -> Value:
                   and o.type.is_float]
         hint = f" (scalar outputs: {', '.join(others)}; pass of=...)" if others else ""
         raise AutodiffError(
-            f"output {key!r} of graph {graph.name!r} is {v.type}, not a scalar: gc.grad needs a "
+            f"output {key!r} of graph {graph.name!r} ({_where_defined(v)}) is {v.type}, not a "
+            f"scalar: gc.grad needs a "
             f"scalar loss{hint}. Reduce it (gc.mean / gc.sum) or use gc.vjp(graph, wrt, "
             f"cotangents={{{key!r}: None}}) to pull back a cotangent of that shape")
     return v

@@ -274,7 +274,9 @@ def _simplify(g: Graph) -> Graph:
         from ..passes.pipeline import simplify
     except ImportError:  # the simplification pipeline is optional for correctness
         return g
-    out = simplify(g)
+    from ..passes.transpose_products import transpose_products
+    # then fold weight-gradient transposes into the products (the speed of every Linear layer)
+    out = transpose_products(simplify(g))
     missing = [v.name for v in g.inputs if not out.has_value(v.name)]
     if missing:  # a pass that drops inputs would break the spec; keep the unsimplified graph
         return g

@@ -482,6 +482,18 @@ def _safe_mul_samples(rng, dtype):
         Sample([a, b], grad_inputs=(), name="zero_times_inf")]
 
 
+def _gather_grad_samples(rng, dtype):
+    """Repeated and negative indices (their contributions add up), another axis, a scalar index."""
+    return [
+        Sample([_uniform(rng, (2, 4, 3), dtype), np.array([[0, 4, 4, 1], [2, 0, 4, -1]], np.int64)],
+               {"axis": 0, "shape": (5, 3)}, symbolic=[("N", 4, 3), ("N", 4)]),
+        Sample([_uniform(rng, (2, 4, 3), dtype), np.array([5, 0, 5, -6], np.int32)],
+               {"axis": 1, "shape": (2, 6, 3)}, name="axis1"),
+        Sample([_uniform(rng, (3,), dtype), np.array(-2, np.int64)], {"axis": 0, "shape": (4, 3)},
+               name="scalar_index"),
+    ]
+
+
 def _random_samples(rng, dtype):
     i64 = lambda v: np.array(v, np.int64)  # noqa: E731
     return [Sample([i64(0), i64(0)], {"shape": (3, 4), "dtype": dtype}, name="s0c0"),
@@ -558,6 +570,7 @@ OP_DB: list[OpInfo] = [
     # primitives used by gradient rules
     OpInfo("max_pool2d_grad", _maxpool_grad_samples),
     OpInfo("safe_mul", _safe_mul_samples),
+    OpInfo("gather_grad", _gather_grad_samples),
 ]
 
 OP_BY_NAME: dict[str, OpInfo] = {info.name: info for info in OP_DB}

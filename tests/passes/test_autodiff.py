@@ -362,3 +362,31 @@ def test_newton_logistic_example_needs_fewer_iterations_than_gradient_descent():
     assert res["newton_iterations"] < res["gd_iterations"] / 10
     if res["gd_grad_norm"] < 1e-4:  # both converged: to the same minimum
         assert abs(res["newton_loss"] - res["gd_loss"]) < 1e-5
+
+
+def test_hvp_through_convolution_pooling_and_gather():
+    rng = np.random.default_rng(13)
+    with gc.Graph("cnn") as g:
+        x = g.input("x", ("N", 2, 7, 7), "float64")
+        w = g.param("w", init=rng.normal(size=(3, 2, 3, 3)) * 0.5)
+        e = g.param("emb", init=rng.normal(size=(5, 3)))
+        h = gc.tanh(gc.conv2d(x, w, stride=1, padding=1))
+        h = gc.max_pool2d(h, 3, stride=2, padding=1) + gc.avg_pool2d(h, 2, stride=2, padding=1)
+        feat = gc.mean(h, axis=(2, 3))                                  # (N, 3)
+        rows = gc.take(e, gc.constant(np.array([4, 0, 4, -1])), 0)     # repeated and negative
+        g.output(loss=gc.sum(gc.matmul(feat, gc.transpose(rows)) ** 2))
+    x0 = rng.normal(size=(2, 2, 7, 7))
+    vs = {"w": rng.normal(size=(3, 2, 3, 3)), "emb": rng.normal(size=(5, 3))}
+    h = gc.hvp(g, wrt=["w", "emb"])
+    out = run(h, x=x0, v_w=vs["w"], v_emb=vs["emb"])
+    d = gc.compile(gc.grad(g, wrt=["w", "emb"]))
+    eps = 1e-5
+
+    def grads(sign):
+        r = d(x=x0, **{k: g.value(k).data + sign * eps * v for k, v in vs.items()})
+        return np.concatenate([r["d_w"].ravel(), r["d_emb"].ravel()])
+
+    num = (grads(1) - grads(-1)) / (2 * eps)
+    sym = np.concatenate([out["hvp_w"].ravel(), out["hvp_emb"].ravel()])
+    assert np.linalg.norm(num - sym) / (np.linalg.norm(num) + np.linalg.norm(sym)) < 1e-6
+    assert gc.check_grads(g, {"x": x0}).ok

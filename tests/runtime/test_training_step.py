@@ -134,6 +134,17 @@ def test_dropout_masks_replay_from_seed_and_step():
     np.testing.assert_allclose(runs[0], runs[1], rtol=1e-12)
     assert len(set(runs[0])) == 4  # a new mask each step
     assert runs[2] != runs[1]  # another seed, other masks
+    # the exported step, run by plain onnxruntime, draws the same masks from (rng_seed, step)
+    import onnxruntime as ort
+    sess = ort.InferenceSession(gc.export_onnx(sg).SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    carried, losses = dict(spec.initial), []
+    for k in range(4):
+        res = dict(zip(names, sess.run(None, {"x": x, **carried, "step": np.array(k, np.int64),
+                                              "lr": np.array(0.01), "rng_seed": np.array(3, np.int64)})))
+        carried = {src: res[o] for o, src in spec.updates.items()}
+        losses.append(float(res["loss"]))
+    np.testing.assert_allclose(losses, runs[0], rtol=1e-12)
 
 
 def test_step_graph_exports_to_a_standard_onnx_model(tmp_path):
@@ -194,3 +205,15 @@ def test_returned_metrics_are_not_overwritten_by_later_steps():
     keep = float(first["loss"])
     st.step({"x": x.astype(np.float32), "y": y}, 0.5)
     assert float(first["loss"]) == keep
+
+
+def test_steppers_do_not_write_into_the_initial_values():
+    sg = gc.training_step(gc.models.mlp(SIZES, seed=0), optimizer=optim.Adam(0.1))
+    before = {k: v.copy() for k, v in sg.meta["training"].initial.items()}
+    x, y = data(8)
+    for backend in ("onnxruntime", "numpy"):
+        st = gc.make_stepper(sg, backend)
+        for _ in range(3):
+            st.step({"x": x.astype(np.float32), "y": y}, 0.1)
+    for k, v in sg.meta["training"].initial.items():
+        assert np.array_equal(v, before[k]), k
