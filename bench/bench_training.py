@@ -18,7 +18,13 @@ import statistics
 import sys
 import time
 
-import numpy as np
+SINGLE = "--single-thread" in sys.argv
+if SINGLE:  # before numpy, torch and jax start their thread pools
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
+    os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import peers  # noqa: E402
@@ -28,6 +34,14 @@ from graphc import optim  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BEGIN, END = "<!-- training:begin -->", "<!-- training:end -->"
+CLOCK = time.perf_counter
+if SINGLE:
+    # one thread everywhere, timed by this process's CPU time: a measure of the work per step that
+    # other jobs on a shared machine disturb far less than wall-clock time
+    peers.THREADS = 1
+    CLOCK = time.process_time
+    BEGIN, END = "<!-- training-1thread:begin -->", "<!-- training-1thread:end -->"
+OPTS = {"threads": 1} if SINGLE else {}
 
 
 def graphc_mlp(x, y, params, backend="onnxruntime", **options):
@@ -54,8 +68,8 @@ def problems():
     x = rng.normal(size=(128, 784)).astype(np.float32)
     y = rng.integers(0, 10, 128)
     ps = peers.mlp_params((784, 256, 256, 10))
-    a = {"graphc+onnxruntime": lambda: graphc_mlp(x, y, ps),
-         "graphc+onnxruntime, spin=False": lambda: graphc_mlp(x, y, ps, spin=False),
+    a = {"graphc+onnxruntime": lambda: graphc_mlp(x, y, ps, **OPTS),
+         **({} if SINGLE else {"graphc+onnxruntime, spin=False": lambda: graphc_mlp(x, y, ps, spin=False)}),
          "hand-built ONNX step": lambda: peers.onnx_mlp(x, y, ps),
          "PyTorch eager": lambda: peers.torch_mlp(x, y, ps),
          "JAX jit": lambda: peers.jax_mlp(x, y, ps),
@@ -65,8 +79,9 @@ def problems():
     w = (rng.normal(size=(100,)) * 0.1).astype(np.float32)
     b = np.zeros((), np.float32)
     bl = np.zeros((1,), np.float32)
-    b_ = {"graphc+onnxruntime": lambda: graphc_logreg(xl, yl, w, bl),
-          "graphc+onnxruntime, spin=False": lambda: graphc_logreg(xl, yl, w, bl, spin=False),
+    b_ = {"graphc+onnxruntime": lambda: graphc_logreg(xl, yl, w, bl, **OPTS),
+          **({} if SINGLE else {"graphc+onnxruntime, spin=False":
+                                lambda: graphc_logreg(xl, yl, w, bl, spin=False)}),
           "PyTorch eager": lambda: peers.torch_logreg(xl, yl, w, b),
           "JAX jit": lambda: peers.jax_logreg(xl, yl, w, b),
           "numpy by hand": lambda: peers.numpy_logreg(xl, yl, w, b)}
@@ -78,12 +93,12 @@ def rate(step, seconds: float) -> float:
     """Steps per second over about `seconds` (after a short warm-up)."""
     for _ in range(3):
         step()
-    n, t0 = 0, time.perf_counter()
+    n, t0 = 0, CLOCK()
     while True:
         for _ in range(10):
             step()
         n += 10
-        dt = time.perf_counter() - t0
+        dt = CLOCK() - t0
         if dt >= seconds:
             return n / dt
 
@@ -119,7 +134,9 @@ def run(repeats: int, seconds: float) -> dict:
 
 def table(results: dict, repeats: int, seconds: float) -> str:
     import onnxruntime
-    lines = [BEGIN, "## Training steps per second (bench/bench_training.py)", "",
+    head = ("## Training steps per CPU-second, one thread each (bench/bench_training.py "
+            "--single-thread)" if SINGLE else "## Training steps per second (bench/bench_training.py)")
+    lines = [BEGIN, head, "",
              f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; onnxruntime "
              f"{onnxruntime.__version__}; median of {repeats} interleaved runs of ~{seconds:g} s each "
              "in one process; ratios are graphc+onnxruntime / peer (> 1: graphc faster). "
@@ -157,6 +174,8 @@ def main(argv=None) -> None:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--seconds", type=float, default=0.6)
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--single-thread", action="store_true",
+                    help="every implementation on one thread, timed by process CPU time")
     args = ap.parse_args(argv)
     before = os.getloadavg()[0]
     res = run(args.repeats, args.seconds)

@@ -72,6 +72,8 @@ def torch_mlp(x, y, params):
     except ImportError:
         return None
     torch.manual_seed(0)
+    if THREADS:
+        torch.set_num_threads(THREADS)
     sizes = [params[0].shape[1]] + [params[i].shape[0] for i in range(0, len(params), 2)]
     layers = []
     for k, (i, o) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -99,6 +101,8 @@ def torch_logreg(x, y, w, b, lr=0.1):
         import torch
     except ImportError:
         return None
+    if THREADS:
+        torch.set_num_threads(THREADS)
     wt = torch.nn.Parameter(torch.from_numpy(w.copy()))
     bt = torch.nn.Parameter(torch.from_numpy(b.copy()))
     opt = torch.optim.SGD([wt, bt], lr=lr)
@@ -171,6 +175,9 @@ def jax_logreg(x, y, w, b, lr=0.1):
 
 # ---- a hand-built ONNX step (the bar graphc must clear) ---------------------------------------------
 
+THREADS: int | None = None  # set by bench_training.py --single-thread
+
+
 def onnx_mlp(x, y, params):
     """MLP step written by hand as one ONNX graph: Gemm with transA/transB, fused softmax-CE grad."""
     import onnx
@@ -224,6 +231,8 @@ def onnx_mlp(x, y, params):
     model.ir_version = 10
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if THREADS:
+        opts.intra_op_num_threads = THREADS
     sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     ov = ort.OrtValue
     bufs = [{**{pn[i]: ov.ortvalue_from_numpy(p.copy()) for i, p in enumerate(params)},

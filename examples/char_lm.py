@@ -35,7 +35,7 @@ class CharTransformer(nn.Module):
     def forward(self, ids):  # ids: (N, L) -> logits (N, L, vocab)
         length = ids.shape[1]
         causal = np.triu(np.ones((length, length), bool), 1)  # True: may not attend (future)
-        h = self.pos(self.embed(ids) * math.sqrt(self.embed.embedding_dim))
+        h = self.pos(self.embed(ids))
         return self.out(self.norm(self.encoder(h, mask=causal)))
 
 

@@ -29,11 +29,14 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--backend", default="onnxruntime")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-size", type=int, default=None, help="use only this many examples")
     p.add_argument("--plot", default="mlp_bn_dropout_loss.png")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
 
     train, test = datasets.digits("flat", seed=args.seed)
+    if args.train_size:
+        train = {k: v[:args.train_size] for k, v in train.items()}
     model = build_model(args.seed)
 
     @gc.function(x=gc.spec(("N", 64)), y=gc.spec(("N",), "int64"))

@@ -59,11 +59,14 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--lr", type=float, default=5e-3)
     p.add_argument("--backend", default="onnxruntime")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-size", type=int, default=None, help="use only this many examples")
     p.add_argument("--plot", default="rnn_digits_loss.png")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
 
     train, test = datasets.digits("rows", seed=args.seed)
+    if args.train_size:
+        train = {k: v[:args.train_size] for k, v in train.items()}
     results = {c: train_one(c, train, test, args) for c in args.cells.split(",")}
     if args.plot:
         _plot({c: r["history"] for c, r in results.items()}, args.plot)

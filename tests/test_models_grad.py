@@ -9,21 +9,19 @@ import graphc as gc
 from graphc import models
 
 CASES = {
-    "mlp": lambda: models.mlp((6, 5, 4, 3), dtype="float64", seed=1),
-    "lenet5_relu_maxpool": lambda: models.lenet5("float64", seed=1, classes=4),
-    "lenet5_tanh_avgpool": lambda: models.lenet5("float64", seed=1, classes=4, activation="tanh"),
-    "lstm_8_steps": lambda: models.lstm(steps=8, input=3, hidden=4, classes=3, dtype="float64",
-                                        seed=1),
-    "gru_8_steps": lambda: models.gru(steps=8, input=3, hidden=4, classes=3, dtype="float64",
-                                      seed=1),
-    "transformer_encoder": lambda: models.transformer_encoder(seq=4, d_model=8, heads=2, ffn=6,
-                                                              classes=3, dtype="float64", seed=1),
+    "mlp": lambda dt: models.mlp((6, 5, 4, 3), dtype=dt, seed=1),
+    "lenet5_relu_maxpool": lambda dt: models.lenet5(dt, seed=1, classes=4),
+    "lenet5_tanh_avgpool": lambda dt: models.lenet5(dt, seed=1, classes=4, activation="tanh"),
+    "lstm_8_steps": lambda dt: models.lstm(steps=8, input=3, hidden=4, classes=3, dtype=dt, seed=1),
+    "gru_8_steps": lambda dt: models.gru(steps=8, input=3, hidden=4, classes=3, dtype=dt, seed=1),
+    "transformer_encoder": lambda dt: models.transformer_encoder(seq=4, d_model=8, heads=2, ffn=6,
+                                                                 classes=3, dtype=dt, seed=1),
 }
 
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_model_gradients_match_finite_differences(name):
-    g = CASES[name]()
+    g = CASES[name]("float64")
     feeds = models.example_feeds(g, batch=3, seed=2)
     # each checked entry costs two forward runs: LeNet's (numpy) convolutions are the slow part
     report = gc.check_grads(g, feeds, samples=5 if name.startswith("lenet") else 12, rtol=1e-6)
@@ -31,13 +29,15 @@ def test_model_gradients_match_finite_differences(name):
     assert len(report.rows) == len(g.params)
 
 
-def test_gradient_graph_agrees_on_onnxruntime_for_the_mlp():
-    g = models.mlp((6, 5, 4, 3), dtype="float64", seed=1)
-    feeds = models.example_feeds(g, batch=5, seed=3)
+@pytest.mark.parametrize("name", list(CASES))
+def test_gradient_graph_on_onnxruntime_agrees_with_numpy(name):
+    g = CASES[name]("float32")  # onnxruntime has no float64 Conv / ConvTranspose / AveragePool
+    feeds = models.example_feeds(g, batch=3, seed=3)
     dg = gc.grad(g)
     want, got = gc.compile(dg, "numpy")(**feeds), gc.compile(dg, "onnxruntime")(**feeds)
     for k in want:
-        np.testing.assert_allclose(got[k], want[k], rtol=1e-9, atol=1e-12, err_msg=k)
+        scale = np.max(np.abs(want[k])) + 1e-6
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-4, atol=1e-5 * scale, err_msg=k)
 
 
 def test_hvp_of_the_mlp_matches_finite_differences_of_its_gradient():

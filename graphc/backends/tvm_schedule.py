@@ -87,6 +87,15 @@ def _injective_nest(sch, block, target) -> None:
     if not loops:
         return
     lanes = _lanes(target, _dtype_bits(sch, block))
+    body = str(sch.get(block).body)
+    if body.count("%") + body.count("//") > 8:
+        # integer hashing (random_uniform): vectorized 64-bit div/mod takes LLVM many seconds
+        # to compile and gains little; threads only
+        fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
+        n = _extent(sch, fused)
+        if n is None or n >= PARALLEL_MIN:
+            sch.parallel(sch.split(fused, [None, 1024])[0])
+        return
     inner = _extent(sch, loops[-1])
     if inner is not None and inner >= lanes and len(loops) > 1:
         # keep rows apart: vectorize within a row, no div/mod to find the row of an element

@@ -1,10 +1,11 @@
 """ONNX import: an onnx ModelProto (or .onnx file) -> a graphc Graph built with the DSL.
 
 Each ONNX op is translated into DSL calls by one handler (the table `HANDLERS` in
-onnx_import_ops.py), so the result is an ordinary graph: printable, differentiable, exportable again. What the handlers need to know when
-importing (Reshape's shape, axes, pads, ...) must be constants; ONNX shape arithmetic on
-symbolic sizes (Shape -> Gather -> Concat -> Reshape, as exporters write for a dynamic batch) is
-followed at import time, and other all-constant subgraphs are folded with the numpy reference.
+onnx_import_ops.py), so the result is an ordinary graph: printable, differentiable, exportable
+again. What the handlers need to know when importing (Reshape's shape, axes, pads, ...) must be
+constants; ONNX shape arithmetic on symbolic sizes (Shape -> Gather -> Concat -> Reshape, as
+exporters write for a dynamic batch) is followed at import time (onnx_import_shapes.py), and
+other all-constant subgraphs are folded with the numpy reference.
 
 Initializers become parameters (trainable, with their values) when they are floating point and
 used as data; integer ones, ones only read at import time, and names made by exporters for
@@ -23,7 +24,8 @@ from ..ir.graph import Graph, current_graph
 from ..ir.types import DTYPES, Dim
 from . import dsl
 from .dsl import Tensor
-from .onnx_import_ops import HANDLERS, NOT_PARAM_INPUTS, SYMBOLIC, Val
+from .onnx_import_ops import HANDLERS, NOT_PARAM_INPUTS, Val
+from .onnx_import_shapes import SYMBOLIC
 
 
 class OnnxImportError(GraphcError, ValueError):
@@ -104,7 +106,7 @@ class _Ctx:
         return v
 
 
-# ---- the importer ---------------------------------------------------------------------------------
+# ---- the importer -------------------------------------------------------------------------
 
 ParamRule = Union[None, Iterable[str], Callable[[str, np.ndarray], bool]]
 
@@ -206,7 +208,8 @@ class _Importer:
                     if d.HasField("dim_value"):
                         dims.append(int(d.dim_value))
                     else:
-                        dims.append(self.symbol(d.dim_param, f"{_BAD_NAME.sub('_', vi.name)}_{axis}"))
+                        fallback = f"{_BAD_NAME.sub('_', vi.name)}_{axis}"
+                        dims.append(self.symbol(d.dim_param, fallback))
                 self.env[vi.name] = g.input(_BAD_NAME.sub("_", vi.name), tuple(dims), dtype)
             for name, arr in inits.items():
                 if name in as_param:
@@ -219,7 +222,8 @@ class _Importer:
                 self._node(node)
             for vi in gp.output:
                 if vi.name not in self.env:
-                    raise OnnxImportError(f"{self.label}: output {vi.name!r} is not computed by any node")
+                    raise OnnxImportError(f"{self.label}: output {vi.name!r} is not computed by "
+                                          "any node")
                 v = self.env[vi.name]
                 g.output(**{vi.name: v if isinstance(v, Tensor) else self.constant(v)})
         g.meta["onnx_source"] = self.label
@@ -239,8 +243,9 @@ class _Importer:
         if missing:
             lines = [f"  {op} x{len(where)} (first at {where[0]})"
                      for op, where in sorted(missing.items())]
-            raise OnnxImportError(f"{self.label}: {len(missing)} ONNX op type(s) cannot be imported:\n"
-                                  + "\n".join(lines) + f"\nsupported: {', '.join(sorted(HANDLERS))}")
+            raise OnnxImportError(f"{self.label}: {len(missing)} ONNX op type(s) cannot be "
+                                  "imported:\n" + "\n".join(lines)
+                                  + f"\nsupported: {', '.join(sorted(HANDLERS))}")
 
     def _param_names(self, gp: Any, inits: dict[str, np.ndarray]) -> set[str]:
         rule = self.params
@@ -341,6 +346,10 @@ def import_onnx(model: Any, name: str | None = None, params: ParamRule = None) -
     Raises:
         OnnxImportError: listing every unsupported op type at once, or naming the node whose
             attributes, dtypes or run-time shape inputs graphc cannot express.
+
+    ONNX has no stop-gradient: graphc's `stop_gradient` exports as Identity and comes back as a
+    plain pass-through, so gradients of an imported graph may differ where one was used (not
+    for the max-shift in graphc's softmax and logsumexp, whose gradient cancels exactly).
     """
     import onnx
     if isinstance(model, (str, os.PathLike)):

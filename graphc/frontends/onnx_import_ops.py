@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Callable, Sequence, Union
 
 import numpy as np
 
-from ..ir.types import Dim, broadcast_shapes, dim_divide, dim_product
+from ..ir.types import broadcast_shapes, dim_product
 from . import dsl
 from . import functional as F
 from .dsl import Tensor
+from .onnx_import_shapes import fold_prod, norm_dims
 
 if TYPE_CHECKING:  # pragma: no cover
     from .onnx_import import _Ctx
@@ -107,6 +108,32 @@ def _softplus(c: _Ctx) -> Val:
 def _hard_sigmoid(c: _Ctx) -> Val:
     x = c.t(0)
     return F.clip(x * float(c.attr("alpha", 0.2)) + float(c.attr("beta", 0.5)), 0.0, 1.0)
+
+
+@handler("PRelu")
+def _prelu(c: _Ctx) -> Val:
+    x = c.t(0)
+    return dsl.where(x > 0, x, x * c.t(1))
+
+
+@handler("Selu")
+def _selu(c: _Ctx) -> Val:
+    x = c.t(0)
+    a = float(c.attr("alpha", 1.67326319217681884765625))
+    g = float(c.attr("gamma", 1.05070102214813232421875))
+    return g * dsl.where(x > 0, x, a * (dsl.exp(dsl.minimum(x, 0.0)) - 1.0))
+
+
+@handler("HardSwish")
+def _hard_swish(c: _Ctx) -> Val:
+    x = c.t(0)
+    return x * F.clip(x * (1.0 / 6.0) + 0.5, 0.0, 1.0)
+
+
+@handler("Mish")
+def _mish(c: _Ctx) -> Val:
+    x = c.t(0)
+    return x * dsl.tanh(_softplus(c))
 
 
 @handler("Gelu")
@@ -303,6 +330,18 @@ def _layer_norm(c: _Ctx) -> Sequence[Val]:
                          float(c.attr("epsilon", 1e-5)))]
 
 
+@handler("InstanceNormalization")
+def _instance_norm(c: _Ctx) -> Val:
+    x = c.t(0)
+    axes = tuple(range(2, x.ndim))
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    mu = dsl.mean(x, axes, keepdims=True)
+    xc = x - mu
+    var = dsl.mean(xc * xc, axes, keepdims=True)
+    y = xc / dsl.sqrt(var + float(c.attr("epsilon", 1e-5)))
+    return y * dsl.reshape(c.t(1), shape) + dsl.reshape(c.t(2), shape)
+
+
 def _softmax_like(c: _Ctx, fn: Callable[..., Tensor]) -> Val:
     x = c.t(0)
     if c.opset >= 13:
@@ -328,7 +367,8 @@ def _log_softmax(c: _Ctx) -> Val:
 _REDUCE = {"ReduceSum": dsl.sum, "ReduceMean": dsl.mean, "ReduceMax": dsl.max, "ReduceMin": dsl.min}
 
 
-@handler(*_REDUCE, "ReduceProd", "ReduceL2", "ReduceSumSquare", "ReduceLogSumExp", static=(1,))
+@handler(*_REDUCE, "ReduceProd", "ReduceL1", "ReduceL2", "ReduceSumSquare", "ReduceLogSumExp",
+         static=(1,))
 def _reduce(c: _Ctx) -> Val:
     axes = c.ints("axes", 1)
     keep = bool(c.attr("keepdims", 1))
@@ -340,27 +380,18 @@ def _reduce(c: _Ctx) -> Val:
     if op == "ReduceProd":  # shape arithmetic only (ReduceProd of a Shape): known now
         if isinstance(x, Tensor):
             raise c.fail("ReduceProd of a run-time tensor is not supported")
-        return _fold_prod(c.const(0, "data") if x.dtype != object else x, axes, keep)
+        return fold_prod(c.const(0, "data") if x.dtype != object else x, axes, keep)
     x = c.t(0)
     ax = None if axes is None else tuple(axes)
     if op == "ReduceL2":
         return dsl.sqrt(dsl.sum(x * x, ax, keep))
     if op == "ReduceSumSquare":
         return dsl.sum(x * x, ax, keep)
+    if op == "ReduceL1":
+        return dsl.sum(dsl.abs(x), ax, keep)
     if op == "ReduceLogSumExp":
         return F.logsumexp(x, ax if ax is not None else tuple(range(x.ndim)), keep)
     return _REDUCE[op](x, ax, keep)
-
-
-def _fold_prod(v: np.ndarray, axes, keep: bool) -> np.ndarray:
-    ax = tuple(range(v.ndim)) if axes is None else tuple(a % v.ndim for a in axes)
-    if v.dtype != object:
-        return np.asarray(np.prod(v, axis=ax, keepdims=keep))
-    prod = np.frompyfunc(lambda a, b: dim_product([a, b]), 2, 1)
-    out = v
-    for a in sorted(ax, reverse=True):
-        out = prod.reduce(out, axis=a, keepdims=keep, initial=1)
-    return _norm_dims(np.asarray(out, dtype=object))
 
 
 @handler("ArgMax")
@@ -370,7 +401,7 @@ def _argmax(c: _Ctx) -> Val:
     return dsl.argmax(c.t(0), int(c.attr("axis", 0)), keepdims=bool(c.attr("keepdims", 1)))
 
 
-# ---- shapes and indexing --------------------------------------------------------------------------
+# ---- shapes and indexing ----------------------------------------------------------------------
 
 @handler("Reshape", static=(1,))
 def _reshape(c: _Ctx) -> Val:
@@ -484,20 +515,49 @@ def _tile(c: _Ctx) -> Val:
     return dsl.reshape(y, tuple(dim_product([d, r]) for d, r in zip(x.shape, reps)))
 
 
+@handler("Trilu", static=(1,))
+def _trilu(c: _Ctx) -> Val:
+    x = c.t(0)
+    rows, cols = x.shape[-2:]
+    if not isinstance(rows, int) or not isinstance(cols, int):
+        raise c.fail(f"Trilu needs static matrix dims, got {rows} x {cols}")
+    k = int(c.const(1, "k").reshape(())) if c.has(1) else 0
+    upper = bool(c.attr("upper", 1))
+    mask = (np.triu if upper else np.tril)(np.ones((rows, cols), bool), k)
+    return dsl.where(c.imp.constant(mask), x, np.zeros((), x.dtype))
+
+
+@handler("CumSum", static=(1,))
+def _cumsum(c: _Ctx) -> Val:
+    x = c.t(0)
+    axis = int(c.const(1, "axis").reshape(())) % x.ndim
+    n = x.shape[axis]
+    if not isinstance(n, int) or not x.type.is_float:
+        raise c.fail(f"CumSum needs a float input with a static dim along the axis, got {x.type}")
+    # a running sum is a product with a triangular matrix of ones: m[i, j] = 1 where j counts i
+    i, j = np.arange(n)[:, None], np.arange(n)[None, :]
+    keep = (j <= i) if not c.attr("reverse", 0) else (j >= i)
+    if c.attr("exclusive", 0):
+        keep &= i != j
+    xt = dsl.swapaxes(x, axis, -1)
+    y = dsl.matmul(xt, c.imp.constant(keep.T.astype(x.dtype)))
+    return dsl.swapaxes(y, axis, -1)
+
+
 @handler("Shape")
 def _shape(c: _Ctx) -> Val:
     v = c.inputs[0]
     shape = v.shape if isinstance(v, Tensor) else np.asarray(v).shape
     start, end = int(c.attr("start", 0)), c.attr("end", None)
     dims = list(shape)[start:None if end is None else int(end)]
-    return _norm_dims(np.array(dims, dtype=object))
+    return norm_dims(np.array(dims, dtype=object))
 
 
 @handler("Size")
 def _size(c: _Ctx) -> Val:
     v = c.inputs[0]
     shape = v.shape if isinstance(v, Tensor) else np.asarray(v).shape
-    return _norm_dims(np.array(dim_product(shape), dtype=object))
+    return norm_dims(np.array(dim_product(shape), dtype=object))
 
 
 @handler("Constant")
@@ -525,78 +585,6 @@ def _constant_of_shape(c: _Ctx) -> Val:
 
 @handler("Range", static=(0, 1, 2))
 def _range(c: _Ctx) -> Val:
-    start, limit, delta = (c.const(i, n).reshape(()) for i, n in enumerate(("start", "limit", "delta")))
+    start, limit, delta = (c.const(i, n).reshape(())
+                           for i, n in enumerate(("start", "limit", "delta")))
     return np.arange(start, limit, delta).astype(start.dtype)
-
-
-# ---- shape arithmetic on symbolic dims (object arrays), done now -----------------------------------
-
-def _norm_dims(v: np.ndarray) -> np.ndarray:
-    """An object array of dims becomes int64 once no symbol is left in it."""
-    if not isinstance(v, np.ndarray):  # numpy hands back a bare element for 0-d results
-        v = np.asarray(v, dtype=object)
-    flat = list(v.reshape(-1))
-    if all(isinstance(d, (int, np.integer)) for d in flat):
-        return np.asarray(v.astype(np.int64) if v.size else np.zeros(v.shape, np.int64))
-    return v
-
-
-def _sym_binary(fn: Callable[[Dim, Dim], Dim]) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    return lambda a, b: _norm_dims(np.asarray(np.frompyfunc(fn, 2, 1)(a, b), dtype=object))
-
-
-def _dim_div(a: Dim, b: Dim) -> Dim:
-    q = dim_divide(a, b)
-    if q is None:
-        raise ValueError(f"{a} / {b} does not divide exactly")
-    return q
-
-
-def _dim_int_only(op: Callable[[int, int], int]) -> Callable[[Dim, Dim], Dim]:
-    def fn(a, b):
-        if isinstance(a, str) or isinstance(b, str):
-            raise ValueError(f"cannot express {a} {op.__name__} {b} as a dim")
-        return op(int(a), int(b))
-    return fn
-
-
-SYMBOLIC: dict[str, Callable[[_Ctx, list[np.ndarray]], np.ndarray]] = {
-    "Identity": lambda c, v: v[0],
-    "Cast": lambda c, v: v[0],
-    "Gather": lambda c, v: _norm_dims(np.take(v[0], v[1].astype(np.int64), axis=int(c.attr("axis", 0)))),
-    "Concat": lambda c, v: _norm_dims(np.concatenate([np.asarray(x, dtype=object) for x in v if x is not None],
-                                                     axis=int(c.attr("axis")))),
-    "Unsqueeze": lambda c, v: _fold_unsqueeze(c, v[0]),
-    "Squeeze": lambda c, v: _fold_squeeze(c, v[0]),
-    "Reshape": lambda c, v: v[0].reshape(tuple(int(d) for d in v[1].reshape(-1))),
-    "Slice": lambda c, v: _fold_slice(c, v[0]),
-    "Mul": lambda c, v: _sym_binary(lambda a, b: dim_product([a, b]))(v[0], v[1]),
-    "Div": lambda c, v: _sym_binary(_dim_div)(v[0], v[1]),
-    "Add": lambda c, v: _sym_binary(_dim_int_only(lambda a, b: a + b))(v[0], v[1]),
-    "Sub": lambda c, v: _sym_binary(_dim_int_only(lambda a, b: a - b))(v[0], v[1]),
-    "ReduceProd": lambda c, v: _fold_prod(v[0], c.ints("axes", 1), bool(c.attr("keepdims", 1))),
-}
-
-
-def _fold_unsqueeze(c: _Ctx, v: np.ndarray) -> np.ndarray:
-    axes = c.ints("axes", 1)
-    rank = v.ndim + len(axes)
-    for a in sorted(ax % rank for ax in axes):
-        v = np.expand_dims(v, a)
-    return v
-
-
-def _fold_squeeze(c: _Ctx, v: np.ndarray) -> np.ndarray:
-    axes = c.ints("axes", 1)
-    drop = [i for i, d in enumerate(v.shape) if d == 1] if axes is None else [a % v.ndim for a in axes]
-    return v.reshape(tuple(d for i, d in enumerate(v.shape) if i not in drop))
-
-
-def _fold_slice(c: _Ctx, v: np.ndarray) -> np.ndarray:
-    starts, ends = c.ints("starts", 1), c.ints("ends", 2)
-    axes = c.ints("axes", 3, list(range(len(starts))))
-    steps = c.ints("steps", 4, [1] * len(starts))
-    idx = [slice(None)] * v.ndim
-    for s, e, a, st in zip(starts, ends, axes, steps):
-        idx[a % v.ndim] = slice(s, e, st)
-    return _norm_dims(v[tuple(idx)])

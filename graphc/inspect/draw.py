@@ -303,7 +303,8 @@ def layout_svg(graph: Graph, max_dummies: int = 20000) -> str:
         for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
             my = (y0 + y1) / 2
             d += f" C {x0:.1f} {my:.1f} {x1:.1f} {my:.1f} {x1:.1f} {y1:.1f}"
-        out.append(f'<path d="{d}" marker-end="url(#arrow)"/>')
+        out.append(f'<path d="{d}" data-a="{html.escape(chain[0].key)}" '
+                   f'data-b="{html.escape(chain[-1].key)}" marker-end="url(#arrow)"/>')
     out.append("</g><g class=\"nodes\">")
     for layer in layers:
         for b in layer:
@@ -333,11 +334,17 @@ pre {{ background: #f7f7f7; padding: .6em; overflow-x: auto; font-size: 12px; }}
 .legend span {{ display: inline-block; padding: 2px 8px; margin-right: 6px; border: 1px solid #444;
   border-radius: 3px; font-size: 12px; }}
 g.n:hover rect {{ stroke: #d00; stroke-width: 2; }}
+g.n {{ cursor: pointer; }}
+g.n.hit rect {{ stroke: #d00; stroke-width: 3; }}
+g.n.near rect {{ stroke: #06c; stroke-width: 2.5; }}
+path.near {{ stroke: #06c; stroke-width: 2.5; }}
 </style></head><body>
 <h2>graph {name}</h2>
 <p class="legend">{legend}
  &nbsp; zoom <button onclick="zoom(1.25)">+</button><button onclick="zoom(0.8)">&minus;</button>
- &nbsp; hover a node for its full text</p>
+ &nbsp; find <input id="find" size="24" placeholder="value name or op" oninput="find(this.value)">
+ <span id="found"></span>
+ &nbsp; hover a node for its full text; click it to mark its inputs and users</p>
 <div id="view">{svg}</div>
 <details open><summary>statistics</summary><pre>{stats}</pre></details>
 <details><summary>text IR</summary><pre>{ir}</pre></details>
@@ -345,6 +352,27 @@ g.n:hover rect {{ stroke: #d00; stroke-width: 2; }}
 var s = 1, svg = document.querySelector("#view svg"), w = svg.getAttribute("width"),
     h = svg.getAttribute("height");
 function zoom(f) {{ s *= f; svg.setAttribute("width", w * s); svg.setAttribute("height", h * s); }}
+var nodes = Array.from(svg.querySelectorAll("g.n")), paths = Array.from(svg.querySelectorAll("path"));
+function find(q) {{
+  q = q.trim().toLowerCase(); var hits = [];
+  nodes.forEach(function (g) {{
+    var on = q && g.textContent.toLowerCase().indexOf(q) >= 0;
+    g.classList.toggle("hit", !!on); if (on) hits.push(g);
+  }});
+  document.getElementById("found").textContent = q ? hits.length + " found" : "";
+  if (hits.length) hits[0].scrollIntoView({{block: "center", inline: "center"}});
+}}
+nodes.forEach(function (g) {{
+  g.addEventListener("click", function () {{
+    var key = g.dataset.key, near = {{}};
+    paths.forEach(function (p) {{
+      var on = p.dataset.a === key || p.dataset.b === key;
+      p.classList.toggle("near", on);
+      if (on) {{ near[p.dataset.a] = 1; near[p.dataset.b] = 1; }}
+    }});
+    nodes.forEach(function (n) {{ n.classList.toggle("near", !!near[n.dataset.key]); }});
+  }});
+}});
 </script>
 </body></html>
 """

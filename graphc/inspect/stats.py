@@ -28,6 +28,7 @@ class NodeStats:
     bytes: int                #: size of the output
     source: str | None
     backward: bool            #: made by the autodiff pass (node.origin is set)
+    scope: str = "(top)"      #: name scope (`fc1`); a gradient counts toward its value's scope
 
 
 @dataclass
@@ -94,14 +95,17 @@ class GraphSummary:
                       for n in self.nodes],
             "params": [{"name": p.name, "shape": list(p.shape), "dtype": p.dtype, "count": p.count,
                         "bytes": p.bytes} for p in self.params],
+            "scopes": [{"scope": sc, "nodes": n, "forward_flops": f, "backward_flops": b,
+                        "params": p} for sc, n, f, b, p in self.by_scope()],
         }
 
     # ---- text ----------------------------------------------------------------------------------
     def __str__(self) -> str:
         return self.report()
 
-    def report(self, top: int = 10, max_params: int = 40) -> str:
-        """The summary as text: totals, the op histogram, the costliest nodes and the parameters."""
+    def report(self, top: int = 10, max_params: int = 40, max_scopes: int = 40) -> str:
+        """The summary as text: totals, the op histogram, FLOPs and parameters per name scope,
+        the `top` costliest nodes and the parameters."""
         binds = ", ".join(f"{k}={v}" for k, v in self.bindings.items())
         lines = [f"graph {self.graph!r}" + (f" with {binds}" if binds else "")]
         if self.unbound:
@@ -125,8 +129,18 @@ class GraphSummary:
                      f"all node outputs {format_bytes(self.activation_bytes)}")
         total = self.flops or 1
         rows = [(op, f"{c}", format_count(f), f"{100 * f / total:.1f}%")
-                for op, (c, f) in sorted(self.op_histogram.items(), key=lambda kv: (-kv[1][1], -kv[1][0], kv[0]))]
-        lines += ["", *_table(("op", "count", "FLOPs", "share"), rows, right=(1, 2, 3))]
+                for op, (c, f) in sorted(self.op_histogram.items(),
+                                         key=lambda kv: (-kv[1][1], -kv[1][0], kv[0]))]
+        if rows:
+            lines += ["", *_table(("op", "count", "FLOPs", "share"), rows, right=(1, 2, 3))]
+        scopes = self.by_scope()
+        if len(scopes) > 1:
+            rows = [(sc, str(n), format_count(f), format_count(b), f"{p:,}")
+                    for sc, n, f, b, p in scopes[:max_scopes]]
+            lines += ["", *_table(("scope", "nodes", "fwd FLOPs", "bwd FLOPs", "params"), rows,
+                                  right=(1, 2, 3, 4))]
+            if len(scopes) > max_scopes:
+                lines.append(f"  ... {len(scopes) - max_scopes} more scopes")
         costly = sorted((n for n in self.nodes if n.flops), key=lambda n: -n.flops)[:top]
         if costly:
             lines += ["", f"  top {len(costly)} nodes by FLOPs"]
@@ -140,12 +154,43 @@ class GraphSummary:
                 lines.append(f"  ... {len(self.params) - max_params} more parameters")
         return "\n".join(lines)
 
+    def by_scope(self) -> list[tuple[str, int, int, int, int]]:
+        """(scope, nodes, forward FLOPs, backward FLOPs, parameter values) per name scope.
+
+        A scope is a value's name up to its last dot (`fc1.matmul` -> `fc1`); gradient values
+        (`d_fc1.relu`, `d_fc1.relu.matmul`) count toward the scope of the forward value they
+        are the gradient of.
+        """
+        rows: dict[str, list[int]] = {}
+        for n in self.nodes:
+            r = rows.setdefault(n.scope, [0, 0, 0, 0])
+            r[0] += 1
+            r[2 if n.backward else 1] += n.flops
+        for p in self.params:
+            rows.setdefault(scope_of(p.name), [0, 0, 0, 0])[3] += p.count
+        return [(k, *v) for k, v in rows.items()]
+
     def node_table(self) -> str:
         """Every node in order: name, op, bound shape, FLOPs, share, output bytes, source."""
         total = self.flops or 1
         rows = [_node_row(n, total) + (format_bytes(n.bytes),) for n in self.nodes]
         return "\n".join(_table(("node", "op", "shape", "FLOPs", "share", "source", "bytes"),
                                 rows, right=(3, 4, 6)))
+
+
+def scope_of(name: str, forward: set[str] | frozenset[str] = frozenset()) -> str:
+    """`fc1.matmul` -> `fc1`; no dot -> `(top)`.
+
+    A gradient's name is `d_` + the forward value's name (+ `.op` for the nodes computing it):
+    with the forward names given, `d_fc1.relu.matmul` -> `fc1.relu` -> `fc1`.
+    """
+    if name.startswith("d_") and forward:
+        base = name[2:]
+        while base not in forward and "." in base:
+            base = base.rsplit(".", 1)[0]
+        if base in forward:
+            name = base
+    return name.rsplit(".", 1)[0] if "." in name else "(top)"
 
 
 def _node_row(n: NodeStats, total: int) -> tuple[str, ...]:
@@ -296,12 +341,14 @@ def summary(graph: Graph, bindings: Mapping[str, int] | None = None) -> GraphSum
     """
     b = _Binder(bindings)
     nodes, hist = [], collections.defaultdict(lambda: [0, 0])
+    forward = {v.name for v in graph.inputs + graph.params}
+    forward.update(n.output.name for n in graph.nodes if n.origin is None)
     for node in graph.nodes:
         t = b.type(node.output.type)
         f = _cost(node, b)
         nodes.append(NodeStats(node.output.name, node.op.name, node.output.type,
                                tuple(int(d) for d in t.shape), f, _nbytes(t), node.source,
-                               node.origin is not None))
+                               node.origin is not None, scope_of(node.output.name, forward)))
         hist[node.op.name][0] += 1
         hist[node.op.name][1] += f
     params = [ParamStats(p.name, tuple(int(d) for d in p.type.shape), p.type.dtype,

@@ -281,14 +281,26 @@ class random_uniform(Op):
                 for i, d in zip(idx, dims):
                     flat = flat * d + i.astype("int64")
                 m = i64(_M)
-                s, c = tir.floormod(sd(), m), tir.floormod(ct(), m)
-                h = tir.floormod(flat * i64(_A), m)
-                h = tir.floormod(h + tir.floormod(c * i64(_B), m) + tir.floormod(s * i64(_C), m), m)
+                # each round reads h twice: bind it (Let) so the expression stays a chain, not
+                # a tree doubling per round
+                names = iter(range(100))
+                steps = []
+
+                def let(expr):
+                    v = tir.Var(f"h{next(names)}", "int64")
+                    steps.append((v, expr))
+                    return v
+                s = let(tir.floormod(sd(), m))
+                c = tir.floormod(ct(), m)
+                h = let(tir.floormod(tir.floormod(flat * i64(_A), m) + tir.floormod(c * i64(_B), m)
+                                     + tir.floormod(s * i64(_C), m), m))
                 for k in _ROUNDS:
-                    h = tir.bitwise_xor(h, tir.floordiv(h, i64(65536)))
-                    h = tir.floormod(h * i64(k), m)
-                    h = tir.floormod(h + s, m)
-                return tir.floordiv(h, i64(128)).astype(dtype) / tir.const(2.0**24, dtype)
+                    h = let(tir.bitwise_xor(h, tir.floordiv(h, i64(65536))))
+                    h = let(tir.floormod(tir.floormod(h * i64(k), m) + s, m))
+                out = tir.floordiv(h, i64(128)).astype(dtype) / tir.const(2.0**24, dtype)
+                for v, expr in reversed(steps):
+                    out = tir.Let(v, expr, out)
+                return out
             return e.te.compute(dims, body, name="random_uniform")
         return e.emit_te(compute, seed, counter)
 

@@ -7,6 +7,7 @@ import numpy as np
 
 from ..ir.types import TensorType, broadcast_shapes, dim_product, normalize_dim
 from .base import Op, fmt_shape, norm_axis, register
+from .base import static_numel
 
 INT_MAX = 2**63 - 1
 
@@ -348,6 +349,10 @@ class gather_grad(Op):
             raise ValueError(f"g {fmt_shape(g)} does not match a gather of {shape} along axis {a} "
                              f"with indices {fmt_shape(indices)} (expected {want})")
         return TensorType(shape, g.dtype)
+
+    def cost(self, g, indices, *, y, **attrs):
+        """One add per element of g."""
+        return static_numel(g)
 
     def ref(self, g, indices, axis, shape):
         a, k = axis % len(shape), indices.ndim

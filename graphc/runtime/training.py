@@ -36,7 +36,9 @@ class TrainingSpec:
 
     Attributes:
         batch: names of the inputs fed from the data each step.
-        params: names of the trained parameters (inputs of the step graph).
+        params: names of the trained parameters (inputs of the step graph), followed by any
+            graphc.nn buffers the forward pass updates (batch-norm running statistics), which
+            are carried the same way but get no gradient and no optimizer state.
         state: names of the optimizer-state inputs (`<param>.<slot>`, torch.optim's slot names).
         step: name of the int64 scalar step input (updates already applied).
         lr: name of the learning-rate input.

@@ -155,6 +155,23 @@ CASES = {
                      N("Add", ["x", "c"], ["y"])], {"x": _f(2, 4)},
                     {"s": _i(1), "l": _i(9), "d": _i(2)}, 18),
     "dropout_inference": ([N("Dropout", ["x"], ["y"])], {"x": _f(3, 4)}, {}, 13),
+    "size_static": ([N("Size", ["x"], ["n"]), N("Cast", ["n"], ["f"], to=F32),
+                     N("Mul", ["x", "f"], ["y"])], {"x": _f(3, 4)}, {}, 18),
+    "more_activations": ([N("PRelu", ["x", "slope"], ["a"]), N("Selu", ["x"], ["b"]),
+                          N("HardSwish", ["x"], ["h"]), N("Mish", ["x"], ["m"]),
+                          N("Sum", ["a", "b", "h", "m"], ["y"])], {"x": _f(2, 3, 4)},
+                         {"slope": _f(3, 1)}, 18),
+    "instance_norm": ([N("InstanceNormalization", ["x", "s", "b"], ["y"], epsilon=1e-4)],
+                      {"x": _f(2, 3, 4, 5)}, {"s": _f(3), "b": _f(3)}, 18),
+    "reduce_l1_l2_logsumexp": ([N("ReduceL1", ["x", "a"], ["l1"]),
+                                N("ReduceL2", ["x", "a"], ["l2"]),
+                                N("ReduceLogSumExp", ["x", "a"], ["y"], keepdims=0)],
+                               {"x": _f(2, 3, 4)}, {"a": _i([1])}, 18, ["l1", "l2", "y"]),
+    "trilu": ([N("Trilu", ["x", "k"], ["u"]), N("Trilu", ["x"], ["y"], upper=0)],
+              {"x": _f(2, 4, 5)}, {"k": _i(1)}, 18, ["u", "y"]),
+    "cumsum": ([N("CumSum", ["x", "ax"], ["a"]), N("CumSum", ["x", "ax"], ["y"], exclusive=1,
+                                                    reverse=1)],
+               {"x": _f(2, 5, 3)}, {"ax": _i(1)}, 18, ["a", "y"]),
 }
 
 
@@ -258,8 +275,10 @@ def test_unsupported_ops_are_listed_in_one_error():
 def test_run_time_shape_inputs_name_the_node():
     m = _model([N("Reshape", ["x", "s"], ["y"], name="reshape_it")],
                {"x": _f(2, 3), "s": _i([3, 2])}, [("y", F32)])
-    with pytest.raises(OnnxImportError, match=r"node 0 \(Reshape 'reshape_it'\).*computed at run time"):
+    with pytest.raises(OnnxImportError,
+                       match=r"node 0 \(Reshape 'reshape_it'\).*computed at run time") as info:
         import_onnx(m)
+    assert ">    0  y = Reshape(x, s)" in str(info.value)  # the ONNX node, shown in context
 
 
 def test_unsupported_dtype_and_attributes_are_clear():
@@ -326,3 +345,27 @@ def test_pytorch_export_imports():
         want = net(x).numpy()
     got = gc.compile(g).run({"x": x.numpy()})["p"]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_training_step_graph_round_trips():
+    from graphc import optim
+    g = models.mlp((8, 6, 3))
+    step = gc.training_step(g, None, optim.Adam(1e-2))
+    spec = step.meta["training"]
+    g2 = import_onnx(gc.export_onnx(step))
+    assert [v.name for v in g2.inputs] == [v.name for v in step.inputs]
+    feeds = dict(models.example_feeds(g, batch=4), **spec.initial)
+    feeds[spec.step] = np.asarray(3, np.int64)
+    feeds[spec.lr] = np.asarray(1e-2, spec.lr_dtype)
+    want, got = gc.compile(step).run(feeds), gc.compile(g2).run(feeds)
+    assert list(got) == list(want)
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-6, atol=1e-7, err_msg=k)
+
+
+def test_symbolic_sizes_used_as_data_are_a_clear_error():
+    nodes = [N("Shape", ["x"], ["s"]), N("Cast", ["s"], ["f"], to=F32), N("Mul", ["x", "f"], ["y"])]
+    m = _model(nodes, {"x": _f(2, 2)}, [("y", F32)], dims={"x": ("N", 2)})
+    with pytest.raises(OnnxImportError, match=r"node 2 \(Mul\).*symbolic sizes \['N', 2\]"):
+        import_onnx(m)
+    _check(_model(nodes, {"x": _f(2, 2)}, [("y", F32)]), {"x": _f(2, 2)})  # static: fine

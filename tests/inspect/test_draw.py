@@ -87,3 +87,20 @@ def test_to_svg_runs_dot_on_the_dot_text(monkeypatch, tmp_path):
     out = tmp_path / "g.svg"
     svg = to_svg(g, out)
     assert svg.startswith("<svg>") and to_dot(g) in svg and out.read_text() == svg
+
+
+def test_html_script_is_valid_javascript(tmp_path):
+    import shutil
+    import subprocess
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("no node binary to check the page's script with")
+    page = open(to_html(gc.models.mlp((8, 4, 2)), tmp_path / "p.html"), encoding="utf-8").read()
+    script = re.search(r"<script>(.*?)</script>", page, re.S).group(1)
+    (tmp_path / "p.js").write_text(script)
+    res = subprocess.run([node, "--check", str(tmp_path / "p.js")], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    # every edge names the boxes it joins, which the click handler relies on
+    keys = set(re.findall(r'data-key="([^"]+)"', page))
+    ends = re.findall(r'data-a="([^"]+)" data-b="([^"]+)"', page)
+    assert ends and all(a in keys and b in keys for a, b in ends)

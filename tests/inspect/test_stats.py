@@ -119,3 +119,18 @@ def test_every_registered_primitive_has_a_working_cost_rule():
             assert isinstance(f, int) and f >= 0, info.name
             seen.add(info.name)
     assert seen  # the op table is not empty
+
+
+def test_by_scope_groups_layers_and_their_gradients():
+    sizes = (6, 5, 4, 3)
+    s = summary(gc.grad(gc.models.mlp(sizes)), {"N": 7})
+    rows = {scope: (n, f, b, p) for scope, n, f, b, p in s.by_scope()}
+    assert list(rows) == ["fc1", "fc2", "fc3", "loss"]
+    for k, (a, b) in enumerate(zip(sizes, sizes[1:]), start=1):
+        n, fwd, bwd, params = rows[f"fc{k}"]
+        assert params == a * b + b
+        assert fwd >= 2 * 7 * a * b   # the layer's matmul at least
+        assert bwd >= 2 * 7 * a * b   # and the weight gradient's matmul
+    assert sum(r[1] for r in rows.values()) == s.forward_flops
+    assert sum(r[2] for r in rows.values()) == s.backward_flops
+    assert "scope" in str(s)

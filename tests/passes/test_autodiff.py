@@ -260,6 +260,13 @@ def test_gradient_through_an_integer_input_is_a_clear_error():
     g, _ = _mlp()
     with pytest.raises(gc.AutodiffError, match=r"%y \(i64\[N\], a graph input\).*only for float"):
         gc.grad(g, wrt=["fc1.weight", "y"])
+    with gc.Graph("ints") as h:
+        x = h.input("x", (3,), "float64")
+        h.output(k=gc.argmax(x), s=gc.sum(x))
+    with pytest.raises(gc.AutodiffError, match=r"output 'k' is i64\[\]; only float outputs"):
+        gc.vjp(h, wrt="x", cotangents=["k"])
+    with pytest.raises(gc.AutodiffError, match=r"output 'k' .* not a float scalar"):
+        gc.grad(h, wrt="x")
 
 
 # ---- no NaN from the branch not taken ---------------------------------------------------------------------
