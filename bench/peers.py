@@ -258,4 +258,5 @@ def onnx_mlp(x, y, params):
         sess.run_with_iobinding(binds[state["k"]])
         state["k"] ^= 1
         return float(loss_ov.numpy())
+    step.session = sess  # for profiling
     return step

@@ -71,21 +71,21 @@ def test_adding_problem_gru_solves_it_and_rnn_fails(tmp_path):
 
 @pytest.mark.slow
 def test_transformer_digits(tmp_path):
-    out = run("transformer_digits", tmp_path, "--epochs", "8", "--layers", "1")
+    out = run("transformer_digits", tmp_path, "--epochs", "10", "--layers", "1", "--lr", "5e-3")
     assert out["test_accuracy"] >= 0.93
 
 
 @pytest.mark.slow
 def test_char_lm_beats_the_unigram_entropy_and_samples(tmp_path):
     from graphc import datasets
-    out = run("char_lm", tmp_path, "--epochs", "2", "--max-chars", "60000", "--d-model", "64",
-              "--layers", "1", "--seq-len", "32", "--sample-chars", "40")
-    text = datasets.stdlib_text(max_chars=60000)
+    out = run("char_lm", tmp_path, "--epochs", "5", "--lr", "4e-3", "--max-chars", "150000",
+              "--d-model", "64", "--layers", "2", "--sample-chars", "40")
+    text = datasets.stdlib_text(max_chars=150000)
     _, counts = np.unique(list(text), return_counts=True)
     p = counts / counts.sum()
     unigram_bits = float(-(p * np.log2(p)).sum())
     bpc = out["history"]["val_bits_per_char"]
-    assert bpc[-1] < bpc[0] and bpc[-1] < unigram_bits - 0.5, (bpc, unigram_bits)
+    assert bpc[-1] < bpc[0] and bpc[-1] < 3.0 and bpc[-1] < unigram_bits - 1.0, (bpc, unigram_bits)
     assert len(out["sample"]) == 40
 
 

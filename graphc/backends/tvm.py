@@ -271,3 +271,69 @@ class TvmExecutable(Executable):
         params = [self.to_device(feeds[n]) if n in feeds else p
                   for n, p in zip(self.param_names, self.params)]
         return [np.asarray(o.numpy()) for o in self.run_device(inputs, params)]
+
+
+# ---- training ----------------------------------------------------------------------------------
+
+def _stepper_base():
+    from ..runtime.stepper import Stepper
+    return Stepper
+
+
+class TvmStepper(_stepper_base()):
+    """Runs a training-step graph on TVM; parameters and optimizer state stay TVM arrays.
+
+    Each step passes the carried arrays straight back in as the next step's inputs (the VM
+    allocates the outputs, so there is nothing to swap); only the batch goes in from the host and
+    only the scalar metrics come back.
+
+    Args:
+        graph: the step graph (see `gc.training_step`).
+        device: "cpu" or "cuda".
+        seed: fed to the graph's rng seed input, if it has one.
+        target, cache, cache_dir: as for `TvmExecutable`.
+    """
+
+    backend = "tvm"
+
+    def __init__(self, graph: Graph, device: str = "cpu", seed: int = 0, target: Any = None,
+                 cache: bool = True, cache_dir: str | None = None):
+        super().__init__(graph, device, seed)
+        self.exe = TvmExecutable(graph, device, target=target, cache=cache, cache_dir=cache_dir)
+        spec = self.spec
+        put = self.exe.to_device
+        self._carried = {n: put(spec.initial[n]) for n in spec.carried}
+        self._seed = put(np.asarray(self.seed, np.int64))
+        # per input: where its value comes from each step
+        self._sources = []
+        for v in graph.inputs:
+            n = v.name
+            kind = ("carried" if n in self._carried else "batch" if n in spec.batch else
+                    "step" if n == spec.step else "lr" if n == spec.lr else
+                    "seed" if n == spec.rng_seed else None)
+            if kind is None:
+                raise GraphcError(f"training step {graph.name!r}: input {n!r} has no role "
+                                  "(not batch, parameter, state, step, lr or seed)")
+            self._sources.append((kind, n))
+        index = {name: i for i, name in enumerate(graph.outputs)}
+        self._updates = [(index[o], src) for o, src in spec.updates.items()]
+        self._metrics = [(m, index[m]) for m in spec.metrics]
+
+    def _step(self, batch, lr):
+        put = self.exe.to_device
+        step = put(np.asarray(self.step_count, np.int64))
+        lr_t = put(lr)
+        args = []
+        for kind, n in self._sources:
+            args.append(self._carried[n] if kind == "carried" else put(batch[n]) if kind == "batch"
+                        else step if kind == "step" else lr_t if kind == "lr" else self._seed)
+        outs = self.exe.run_device(args)
+        for i, src in self._updates:
+            self._carried[src] = outs[i]
+        return {m: outs[i].numpy() for m, i in self._metrics}
+
+    def _get(self):
+        return {n: np.array(v.numpy(), copy=True) for n, v in self._carried.items()}
+
+    def _set(self, values):
+        self._carried.update({n: self.exe.to_device(a) for n, a in values.items()})

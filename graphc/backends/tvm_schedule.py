@@ -234,7 +234,7 @@ class TiledReduction(_Rule):
         epilogue = all_blocks[names.index(sch.get(block).name_hint) + 1:]
         if k_o is None:
             # the tile accumulates in a local buffer: registers, whatever the output aliases
-            acc = sch.cache_write(block, 0, "local")
+            acc = sch.cache_write(block, 0, "global")
             sch.reverse_compute_at(acc, i_o if i_o is not None else fused, preserve_unit_loops=True)
             _vectorize_innermost(sch, acc, target)
             if padded:

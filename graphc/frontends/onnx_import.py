@@ -25,6 +25,7 @@ from ..ir.types import DTYPES, Dim
 from . import dsl
 from .dsl import Tensor
 from .onnx_import_ops import HANDLERS, NOT_PARAM_INPUTS, Val
+from . import onnx_import_nn  # noqa: F401  (registers the nn handlers)
 from .onnx_import_shapes import SYMBOLIC
 
 

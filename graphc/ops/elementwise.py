@@ -137,7 +137,9 @@ class relu(Unary):
 
     def vjp(self, g, x, *, y):
         from ..frontends import dsl
-        return (dsl.where(x > 0, g, 0),)
+        # y > 0 exactly when x > 0; testing y leaves x (often a Gemm output) one consumer, which
+        # onnxruntime needs to fold the weight's Transpose into that Gemm
+        return (dsl.where(y > 0, g, 0),)
 
 
 @register

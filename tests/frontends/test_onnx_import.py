@@ -175,6 +175,20 @@ CASES = {
 }
 
 
+EINSUM = [("bij,bjk->bik", (2, 3, 4), (2, 4, 5)),
+          ("ij,kj->ik", (3, 4), (5, 4)),
+          ("...ij,...jk->...ik", (2, 1, 3, 4), (1, 5, 4, 2)),   # broadcast batch dims
+          ("bhqd,bhkd->bhqk", (2, 3, 4, 5), (2, 3, 6, 5)),      # attention scores
+          ("i,i->", (4,), (4,)), ("i,j->ji", (3,), (4,)),
+          ("ij,jk", (3, 4), (4, 2)),                            # implicit output
+          ("abc,cd->db", (2, 3, 4), (4, 5)),                    # a's own axis summed first
+          ("ij->ji", (3, 4), None), ("ij->", (3, 4), None), ("bij->bj", (2, 3, 4), None),
+          ("...i->...", (2, 3, 4), None)]
+for k, (eq, sa, sb) in enumerate(EINSUM):
+    ins = {"a": _f(*sa)} if sb is None else {"a": _f(*sa), "b": _f(*sb)}
+    CASES[f"einsum{k}_{eq}"] = ([N("Einsum", list(ins), ["y"], equation=eq)], ins, {}, 18)
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_op_agrees_with_onnxruntime(case):
     nodes, feeds, inits, opset, *outs = CASES[case]

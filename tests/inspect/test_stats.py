@@ -134,3 +134,26 @@ def test_by_scope_groups_layers_and_their_gradients():
     assert sum(r[1] for r in rows.values()) == s.forward_flops
     assert sum(r[2] for r in rows.values()) == s.backward_flops
     assert "scope" in str(s)
+
+
+@pytest.mark.parametrize("stride,padding,groups", [(1, 0, 1), (2, 1, 1), (2, 1, 3)])
+def test_conv_gradient_costs_as_much_as_the_convolution(stride, padding, groups):
+    # the input gradient of conv2d is a transposed convolution doing the same multiply-adds
+    def build(g):
+        x = g.param("x", init=np.ones((2, 6, 9, 9), np.float32))
+        w = g.param("w", init=np.ones((3 * groups, 6 // groups, 3, 3), np.float32))
+        g.output(y=gc.sum(gc.conv2d(x, w, stride=stride, padding=padding, groups=groups)))
+    gg = gc.grad(_graph(build))
+    conv = [n for n in gg.nodes if n.op.name == "conv2d" and n.origin is None]
+    tconv = [n for n in gg.nodes if n.op.name == "conv_transpose2d"]
+    assert len(conv) == 1 and len(tconv) == 1
+    assert node_flops(tconv[0]) == node_flops(conv[0]) > 0
+
+
+def test_pool_costs_one_operation_per_window_element():
+    def build(g):
+        x = g.input("x", ("N", 3, 8, 8))
+        g.output(m=gc.max_pool2d(x, 2), a=gc.avg_pool2d(x, 3, stride=1, padding=1))
+    g = _graph(build)
+    costs = [node_flops(n, {"N": 2}) for n in g.nodes]
+    assert costs == [2 * 3 * 4 * 4 * 4, 2 * 3 * 8 * 8 * 9]

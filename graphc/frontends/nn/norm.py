@@ -27,7 +27,7 @@ class _BatchNorm(Module):
         if track_running_stats:
             self.running_mean = Buffer(np.zeros(num_features, dt))
             self.running_var = Buffer(np.ones(num_features, dt))
-            # in the state dict for PyTorch compatibility; graphc uses a fixed momentum
+            # counted as in PyTorch (graphc always uses the fixed momentum, not a running average)
             self.num_batches_tracked = Buffer(np.zeros((), np.int64))
         else:
             for n in ("running_mean", "running_var", "num_batches_tracked"):
@@ -45,6 +45,8 @@ class _BatchNorm(Module):
                                            True, self.momentum, self.eps)
             update_buffer(self.running_mean, new_m)
             update_buffer(self.running_var, new_v)
+            nbt = self.num_batches_tracked.__graphc_tensor__(x.graph)
+            update_buffer(self.num_batches_tracked, nbt + 1)
             return y
         y, _, _ = F.batch_norm(x, None if use_batch else rm, None if use_batch else rv,
                                self.weight, self.bias, use_batch, self.momentum, self.eps)

@@ -132,9 +132,11 @@ def test_training_graph_has_state_outputs_after_the_loss_and_eval_graph_has_none
         return {"loss": nn.cross_entropy(m(x), y)}
 
     g = loss_fn.graph
-    assert list(g.outputs) == ["loss", "state:2.running_mean", "state:2.running_var"]
+    assert list(g.outputs) == ["loss", "state:2.running_mean", "state:2.running_var",
+                               "state:2.num_batches_tracked"]
     assert g.meta["state_outputs"] == {"state:2.running_mean": "2.running_mean",
-                                       "state:2.running_var": "2.running_var"}
+                                       "state:2.running_var": "2.running_var",
+                                       "state:2.num_batches_tracked": "2.num_batches_tracked"}
     assert g.has_value("rng_seed")
     m.eval()
     ge = loss_fn.trace()
