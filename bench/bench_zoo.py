@@ -32,7 +32,13 @@ import time
 from collections import defaultdict
 from typing import Callable
 
-import numpy as np
+SINGLE = "--single-thread" in sys.argv
+if SINGLE:  # before numpy, torch and jax start their thread pools
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
+    os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+
+import numpy as np  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -42,7 +48,13 @@ import graphc as gc  # noqa: E402
 from graphc import optim  # noqa: E402
 
 BEGIN, END = "<!-- zoo:begin -->", "<!-- zoo:end -->"
+# wall-clock time by default; with --single-thread, every implementation runs on one thread and
+# is timed by this process's CPU time: the work per step, which other jobs on a shared machine
+# disturb far less than wall-clock time (see bench_training.py)
+CLOCK = time.process_time if SINGLE else time.perf_counter
 GRAPHC = "graphc+onnxruntime"
+#: the graphc rows by frontend: the model built with graphc.models, or with graphc.nn layers
+GRAPHC_ROWS = {"models": GRAPHC, "nn": "graphc.nn+onnxruntime"}
 PEERS = ("PyTorch eager", "torch.compile", "JAX jit")
 
 #: name -> (title, graphc.models builder, its keyword arguments, batch size)
@@ -77,11 +89,75 @@ def peer_config(workload: str) -> dict:
     return kw
 
 
-def graphc_step(workload: str, x: np.ndarray, y: np.ndarray, **options) -> tuple[Callable, dict]:
-    """graphc's training step on onnxruntime, and the initial parameters (for the peers)."""
+def nn_loss_graph(workload: str, params: dict[str, np.ndarray]) -> gc.Graph:
+    """The workload written with graphc.nn layers (as a user would), loaded with `params`."""
+    from graphc import nn
+    kw = peer_config(workload)
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            if workload == "W1":
+                sizes = kw["sizes"]
+                for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+                    setattr(self, f"fc{i}", nn.Linear(a, b))
+            elif workload == "W2":
+                self.conv1, self.conv2 = nn.Conv2d(1, 6, 5), nn.Conv2d(6, 16, 5)
+                self.fc1, self.fc2, self.fc3 = nn.Linear(400, 120), nn.Linear(120, 84), nn.Linear(84, 10)
+            elif workload == "W3":
+                self.lstm = nn.LSTM(kw["input"], kw["hidden"], batch_first=True)
+                self.fc = nn.Linear(kw["hidden"], kw["classes"])
+            elif workload == "W4":
+                self.layers = nn.ModuleList([
+                    nn.TransformerEncoderLayer(kw["d_model"], kw["heads"], kw["ffn"], dropout=0.0,
+                                               batch_first=True) for _ in range(kw["layers"])])
+                self.head = nn.Linear(kw["d_model"], kw["classes"])
+            else:
+                self.linear = nn.Linear(kw["features"], 1)
+
+        def forward(self, x):
+            if workload == "W1":
+                n = len(kw["sizes"]) - 1
+                for i in range(1, n + 1):
+                    x = getattr(self, f"fc{i}")(x)
+                    x = nn.relu(x) if i < n else x
+                return x
+            if workload == "W2":
+                x = nn.max_pool2d(nn.relu(self.conv1(x)), 2)
+                x = nn.max_pool2d(nn.relu(self.conv2(x)), 2).flatten(1)
+                return self.fc3(nn.relu(self.fc2(nn.relu(self.fc1(x)))))
+            if workload == "W3":
+                _, (h, _) = self.lstm(x)
+                return self.fc(h[0])
+            if workload == "W4":
+                for layer in self.layers:
+                    x = layer(x)
+                return self.head(x.mean(1))
+            return gc.reshape(self.linear(x), (x.shape[0],))
+
+    model = Model()
+    model.load_state_dict(params)
+    x, y = batch_for(workload)
+    loss = nn.binary_cross_entropy_with_logits if workload == "W5" else nn.cross_entropy
+
+    @gc.function(x=gc.spec(("N",) + x.shape[1:]), y=gc.spec(("N",), str(y.dtype)))
+    def loss_fn(x, y):
+        return {"loss": loss(model(x), y)}
+    return loss_fn.graph
+
+
+def graphc_step(workload: str, x: np.ndarray, y: np.ndarray, frontend: str = "models",
+                **options) -> tuple[Callable, dict]:
+    """graphc's training step on onnxruntime, and the initial parameters (for the peers).
+
+    frontend "models" builds the model with graphc.models, "nn" with graphc.nn layers; both start
+    from graphc.models' initial weights.
+    """
     _, builder, kw, _ = WORKLOADS[workload]
     g = getattr(gc.models, builder)(**kw)
     params = {p.name: np.array(p.data) for p in g.params}
+    if frontend == "nn":
+        g = nn_loss_graph(workload, params)
     sg = gc.training_step(g, optimizer=optim.SGD(zoo_peers.LR, momentum=zoo_peers.MOM))
     st = gc.make_stepper(sg, "onnxruntime", **options)
     batch = {"x": x, "y": y}
@@ -92,11 +168,14 @@ def graphc_step(workload: str, x: np.ndarray, y: np.ndarray, **options) -> tuple
     return step, params
 
 
-def make_steps(workload: str, peers: tuple[str, ...], threads: int | None) -> dict[str, Callable]:
+def make_steps(workload: str, peers: tuple[str, ...], threads: int | None,
+               frontends: tuple[str, ...] = ("models",)) -> dict[str, Callable]:
     x, y = batch_for(workload)
     opts = {"threads": threads} if threads else {}
-    ours, params = graphc_step(workload, x, y, **opts)
-    steps = {GRAPHC: ours}
+    steps = {}
+    params = None
+    for fe in frontends:
+        steps[GRAPHC_ROWS[fe]], params = graphc_step(workload, x, y, frontend=fe, **opts)
     cfg = peer_config(workload)
     makers = {"PyTorch eager": lambda: zoo_peers.torch_step(workload, cfg, params, x, y, threads=threads),
               "torch.compile": lambda: zoo_peers.torch_step(workload, cfg, params, x, y, compile=True,
@@ -113,28 +192,28 @@ def make_steps(workload: str, peers: tuple[str, ...], threads: int | None) -> di
 
 def rate(step: Callable, seconds: float, min_steps: int = 3) -> float:
     """Steps per second over about `seconds` wall-clock time (at least `min_steps` steps)."""
-    n, t0 = 0, time.perf_counter()
+    n, t0 = 0, CLOCK()
     while True:
         step()
         n += 1
-        dt = time.perf_counter() - t0
+        dt = CLOCK() - t0
         if dt >= seconds and n >= min_steps:
             return n / dt
 
 
 def bench_workload(workload: str, peers: tuple[str, ...], repeats: int, seconds: float,
-                   threads: int | None) -> dict:
+                   threads: int | None, frontends: tuple[str, ...] = ("models",)) -> dict:
     title = WORKLOADS[workload][0]
     print(f"{workload} {title}", flush=True)
     t0 = time.perf_counter()
-    steps = make_steps(workload, peers, threads)
+    steps = make_steps(workload, peers, threads, frontends)
     first, warm = {}, {}
     for name, s in steps.items():  # first call compiles (jit, torch.compile): time it apart
         t = time.perf_counter()
         first[name] = s()
         s()
         warm[name] = time.perf_counter() - t
-    ref = first[GRAPHC]
+    ref = first[next(iter(steps))]
     for name, loss in first.items():  # every peer computes the same step from the same weights
         if abs(loss - ref) > 2e-3 * max(1.0, abs(ref)):
             print(f"  warning: {name} first loss {loss:.6f} differs from graphc's {ref:.6f}")
@@ -158,15 +237,36 @@ def bench_workload(workload: str, peers: tuple[str, ...], repeats: int, seconds:
 
 # ---- onnxruntime profile of graphc's step ----------------------------------------------------------
 
-def profile(workload: str, steps: int = 30, top: int = 15) -> str:
-    """Per-op-type and per-node kernel time of graphc's step on onnxruntime, as text."""
+#: onnxruntime op types by what they spend time on, for the profile's summary line
+KINDS = {"products": ("Gemm", "FusedGemm", "MatMul", "FusedMatMul", "Conv", "FusedConv",
+                      "ConvTranspose"),
+         "reductions": ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "MaxPool", "AveragePool",
+                        "ArgMax", "Softmax", "LogSoftmax"),
+         "data movement": ("Transpose", "Reshape", "Expand", "Concat", "Split", "Slice", "Pad",
+                           "Gather", "GatherElements", "ScatterElements", "Squeeze", "Unsqueeze",
+                           "Shape", "Identity", "Tile", "Flatten")}
+
+
+def _kind(op: str) -> str:
+    return next((k for k, ops in KINDS.items() if op in ops), "elementwise")
+
+
+def profile(workload: str, steps: int = 40, top: int = 15, threads: int | None = None) -> str:
+    """Where graphc's step spends its time on onnxruntime (its profiler's per-node kernel times),
+    as markdown: per op type, per kind (products, elementwise, ...) and the slowest nodes.
+
+    Per-node times are medians over the steps after the first five (which allocate), so that a
+    burst of load from other jobs moves them less.
+    """
     import onnxruntime as ort
     x, y = batch_for(workload)
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
     opts.enable_profiling = True
-    opts.profile_file_prefix = os.path.join("/tmp", f"graphc_zoo_{workload}")
+    if threads:
+        opts.intra_op_num_threads = threads
+    opts.profile_file_prefix = os.path.join("/tmp", f"graphc_zoo_{workload}_{os.getpid()}")
     step, _ = graphc_step(workload, x, y, session_options=opts)
     sess = step.stepper.session
     for _ in range(steps):
@@ -175,29 +275,32 @@ def profile(workload: str, steps: int = 30, top: int = 15) -> str:
     with open(path) as f:
         events = json.load(f)
     os.remove(path)
-    by_type: dict[str, float] = defaultdict(float)
-    by_node: dict[str, float] = defaultdict(float)
-    count: dict[str, int] = defaultdict(int)
-    runs = []
+    runs = sorted((e["ts"], e["dur"]) for e in events
+                  if e.get("cat") == "Session" and e["name"] == "model_run")
+    skip = runs[5][0] if len(runs) > 10 else 0
+    times: dict[tuple[str, str], list[float]] = defaultdict(list)
     for e in events:
-        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
-            op = e["args"].get("op_name", "?")
-            by_type[op] += e["dur"]
-            by_node[f"{op} {e['name'][:-len('_kernel_time')]}"] += e["dur"]
-            count[op] += 1
-        elif e.get("cat") == "Session" and e["name"] == "model_run":
-            runs.append(e["dur"])
-    total = sum(by_type.values())
-    runs = runs[3:] or runs  # the first runs allocate
-    lines = [f"{workload} {WORKLOADS[workload][0]}: {steps} steps; median step {statistics.median(runs) / 1e3:.2f} ms"
-             f" wall, of which kernels {total / steps / 1e3:.2f} ms/step "
-             f"({sum(count.values()) // steps} kernels/step after onnxruntime's fusions)", "",
-             "| op type | ms/step | share | kernels/step |", "|---|---:|---:|---:|"]
-    for op, d in sorted(by_type.items(), key=lambda kv: -kv[1])[:top]:
-        lines.append(f"| {op} | {d / steps / 1e3:.3f} | {100 * d / total:.1f}% | {count[op] // steps} |")
-    lines += ["", "| node (slowest) | ms/step | share |", "|---|---:|---:|"]
-    for n, d in sorted(by_node.items(), key=lambda kv: -kv[1])[:top]:
-        lines.append(f"| {n} | {d / steps / 1e3:.3f} | {100 * d / total:.1f}% |")
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] >= skip:
+            times[(e["args"].get("op_name", "?"), e["name"][:-len("_kernel_time")])].append(e["dur"])
+    node_ms = {k: statistics.median(v) / 1e3 for k, v in times.items()}
+    by_type: dict[str, float] = defaultdict(float)
+    count: dict[str, int] = defaultdict(int)
+    by_kind: dict[str, float] = defaultdict(float)
+    for (op, _), ms in node_ms.items():
+        by_type[op] += ms
+        count[op] += 1
+        by_kind[_kind(op)] += ms
+    total = sum(node_ms.values())
+    wall = statistics.median(d for t, d in runs if t >= skip) / 1e3
+    kinds = ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1]))
+    lines = [f"{workload} {WORKLOADS[workload][0]}: median step {wall:.2f} ms, of which kernels "
+             f"{total:.2f} ms in {len(node_ms)} kernels (after onnxruntime's fusions): {kinds}", "",
+             "| op type | ms/step | share | kernels |", "|---|---:|---:|---:|"]
+    for op, ms in sorted(by_type.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"| {op} | {ms:.3f} | {100 * ms / total:.1f}% | {count[op]} |")
+    lines += ["", "| slowest nodes | ms/step | share |", "|---|---:|---:|"]
+    for (op, name), ms in sorted(node_ms.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"| {op} `{name}` | {ms:.3f} | {100 * ms / total:.1f}% |")
     return "\n".join(lines)
 
 
@@ -208,6 +311,7 @@ def _fmt(v: float) -> str:
 
 
 def table(results: dict[str, dict], args: argparse.Namespace, load: str) -> str:
+    """The results as markdown: one row per workload, ratios graphc / peer."""
     import onnxruntime
     versions = [f"onnxruntime {onnxruntime.__version__}"]
     for mod in ("torch", "jax"):
@@ -215,40 +319,45 @@ def table(results: dict[str, dict], args: argparse.Namespace, load: str) -> str:
             versions.append(f"{mod} {__import__(mod).__version__}")
         except ImportError:
             versions.append(f"{mod} not installed")
+    ours_rows = [n for n in GRAPHC_ROWS.values() if any(n in r["median"] for r in results.values())]
+    peers = [p for p in PEERS if any(p in r["median"] for r in results.values())]
     cmd = "python bench/bench_zoo.py " + " ".join(sys.argv[1:])
-    lines = [BEGIN, "## Zoo workloads: training steps per second (bench/bench_zoo.py)", "",
+    unit = "steps per CPU-second, one thread each" if SINGLE else "steps per second"
+    lines = [f"### {'One thread, CPU time' if SINGLE else 'Default threads, wall clock'}: {unit}", "",
              f"Command: `{cmd.strip()}`. Machine: {platform.processor() or platform.machine()}, "
-             f"{os.cpu_count()} cores, no GPU; {', '.join(versions)}. CPU, float32, forward + "
-             "backward + SGD momentum 0.9 on a fixed batch; every implementation starts from the "
-             "same weights (first losses agree). Median of "
-             f"{args.repeats} interleaved runs of ~{args.seconds:g} s each, all in one process; "
-             f"1-minute load average {load} (before, after). Ratios are graphc / peer (> 1: graphc "
-             "faster).", "",
-             "| workload | " + " | ".join([GRAPHC] + list(PEERS)) + " | vs eager | vs compile | vs JAX |",
-             "|---|" + "---:|" * (len(PEERS) + 4)]
+             f"{os.cpu_count()} cores, no GPU, shared with other jobs; {', '.join(versions)}. Median "
+             f"of {args.repeats} interleaved runs of ~{args.seconds:g} s each, all in one process; "
+             f"1-minute load average {load} (before, after). Ratios are {ours_rows[0]} / peer "
+             "(> 1: graphc faster).", "",
+             "| workload | " + " | ".join(ours_rows + peers) + " | "
+             + " | ".join(f"vs {p}" for p in peers) + " |",
+             "|---|" + "---:|" * (len(ours_rows) + 2 * len(peers))]
     for w, r in results.items():
-        med, ours = r["median"], r["median"][GRAPHC]
-        cells = [_fmt(med[n]) if n in med else "-" for n in (GRAPHC,) + PEERS]
-        ratios = [f"{ours / med[n]:.2f}x" if n in med else "-" for n in PEERS]
+        med = r["median"]
+        ours = med.get(ours_rows[0])
+        cells = [_fmt(med[n]) if n in med else "-" for n in ours_rows + peers]
+        ratios = [f"{ours / med[n]:.2f}x" if n in med and ours else "-" for n in peers]
         lines.append(f"| {w} {r['title']} | " + " | ".join(cells + ratios) + " |")
-    lines += ["", "Spread (min-max steps/s over the repeats):", ""]
+    lines += ["", "Spread (min-max over the repeats):", ""]
     for w, r in results.items():
         lines.append(f"- {w}: " + "; ".join(f"{n} {_fmt(lo)}-{_fmt(hi)}" for n, (lo, hi) in
                                              r["spread"].items()))
-    if getattr(args, "notes", None):
-        lines += ["", args.notes]
-    lines.append(END)
     return "\n".join(lines)
 
 
-def write(text: str) -> str:
-    """Replaces the zoo section of bench/results.md (appends it if missing); the rest stays."""
+def write(text: str, key: str) -> str:
+    """Puts `text` into bench/results.md between the `zoo-<key>` markers, inside the zoo section
+    (made at the end of the file if missing); the rest of the file stays as it is."""
     path = os.path.join(HERE, "results.md")
     old = open(path).read() if os.path.exists(path) else "# Benchmark results\n"
-    if BEGIN in old and END in old:
-        new = old[:old.index(BEGIN)] + text + old[old.index(END) + len(END):]
+    if BEGIN not in old or END not in old:
+        old = old.rstrip("\n") + f"\n\n{BEGIN}\n## Zoo workloads (bench/bench_zoo.py)\n\n{END}\n"
+    b, e = f"<!-- zoo-{key}:begin -->", f"<!-- zoo-{key}:end -->"
+    block = f"{b}\n{text}\n{e}"
+    if b in old and e in old and old.index(BEGIN) < old.index(b) < old.index(e) < old.index(END):
+        new = old[:old.index(b)] + block + old[old.index(e) + len(e):]
     else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
+        new = old[:old.index(END)] + block + "\n\n" + old[old.index(END):]
     with open(path, "w") as f:
         f.write(new)
     return path
@@ -263,16 +372,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seconds", type=float, default=1.0)
     ap.add_argument("--threads", type=int, default=None,
                     help="intra-op threads for onnxruntime and PyTorch (default: theirs)")
+    ap.add_argument("--single-thread", action="store_true",
+                    help="everything on one thread, timed by process CPU time (steps per CPU-second)")
+    ap.add_argument("--frontends", default="models",
+                    help="graphc rows: models (graphc.models), nn (graphc.nn layers), or both")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: 1 repeat of ~0.1 s, no torch.compile, nothing written")
     ap.add_argument("--profile", metavar="W", default=None,
                     help="print onnxruntime's per-node profile of graphc's step for these workloads")
     ap.add_argument("--no-write", action="store_true")
-    ap.add_argument("--notes", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.profile:
         for w in args.profile.split(","):
-            print(profile(w.strip()), "\n", flush=True)
+            print(profile(w.strip(), threads=1 if SINGLE else args.threads), "\n", flush=True)
         return
     peers = tuple(p.strip() for p in args.peers.split(",") if p.strip())
     unknown = [p for p in peers if p not in PEERS]
@@ -283,14 +395,19 @@ def main(argv: list[str] | None = None) -> None:
         peers = tuple(p for p in peers if p != "torch.compile")  # its compiles alone take minutes
     before = os.getloadavg()[0]
     t0 = time.perf_counter()
-    results = {w.strip(): bench_workload(w.strip(), peers, args.repeats, args.seconds, args.threads)
+    frontends = tuple(f.strip() for f in args.frontends.split(",") if f.strip())
+    if not frontends or any(f not in GRAPHC_ROWS for f in frontends):
+        ap.error(f"--frontends: choose from {', '.join(GRAPHC_ROWS)}")
+    threads = 1 if SINGLE else args.threads
+    results = {w.strip(): bench_workload(w.strip(), peers, args.repeats, args.seconds, threads,
+                                         frontends)
                for w in args.workloads.split(",")}
     load = f"{before:.1f}, {os.getloadavg()[0]:.1f}"
     text = table(results, args, load)
-    print("\n" + text.replace(BEGIN + "\n", "").replace("\n" + END, ""))
+    print("\n" + text)
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
     if not args.no_write:
-        print(f"wrote {write(text)}")
+        print(f"wrote {write(text, '1thread' if SINGLE else 'default')}")
 
 
 if __name__ == "__main__":

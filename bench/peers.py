@@ -201,7 +201,7 @@ def onnx_mlp(x, y, params):
     z = nd("Gemm", [h2, "p4", "p5"], "z", transB=1)
     sm = nd("Softmax", [z], "sm", axis=1)
     lsm = nd("LogSoftmax", [z], "lsm", axis=1)
-    loss = nd("Neg", [nd("ReduceMean", [nd("ReduceSum", [nd("Mul", [lsm, "y1h"], "yl"),
+    nd("Neg", [nd("ReduceMean", [nd("ReduceSum", [nd("Mul", [lsm, "y1h"], "yl"),
                                                          const("ax1", np.array([1], np.int64))],
                                            "rs", keepdims=0)], "rm", keepdims=0)], "loss")
     dz = nd("Div", [nd("Sub", [sm, "y1h"], "d0"), const("nf", np.float32(n))], "dz")

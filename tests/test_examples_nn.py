@@ -97,23 +97,28 @@ def _tvm_steps():
     return hasattr(tvm_backend, "TvmStepper")
 
 
-BACKENDS = ["numpy", "onnxruntime"] + (["tvm"] if _tvm_steps() else [])
+CROSS = {"mlp_bn_dropout": ["--train-size", "256"],
+         "lenet5_digits": ["--train-size", "128", "--augment", "0"],
+         "rnn_digits": ["--train-size", "256", "--cells", "lstm"]}
+_FIRST_LOSS: dict = {}
+
+
+def first_epoch_loss(name, backend):
+    if (name, backend) not in _FIRST_LOSS:
+        out = load(name).main(["--no-progress", "--plot", "", "--epochs", "1", "--backend",
+                               backend, *CROSS[name]])
+        hist = out["lstm"]["history"] if name == "rnn_digits" else out["history"]
+        _FIRST_LOSS[name, backend] = hist["loss"][0]
+    return _FIRST_LOSS[name, backend]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,args", [
-    ("mlp_bn_dropout", ["--train-size", "256"]),
-    ("lenet5_digits", ["--train-size", "128", "--augment", "0"]),
-    ("rnn_digits", ["--train-size", "256", "--cells", "lstm"]),
-])
-def test_same_first_epoch_loss_on_every_backend(name, args, tmp_path):
-    losses = {}
-    for be in BACKENDS:
-        out = load(name).main(["--no-progress", "--plot", "", "--epochs", "1", "--backend", be,
-                               *args])
-        hist = out["lstm"]["history"] if name == "rnn_digits" else out["history"]
-        losses[be] = hist["loss"][0]
-    ref = losses["numpy"]
-    assert math.isfinite(ref)
-    for be, v in losses.items():
-        assert abs(v - ref) < 1e-4, losses
+@pytest.mark.parametrize("name", list(CROSS))
+@pytest.mark.parametrize("backend", ["onnxruntime", "tvm"])
+def test_same_first_epoch_loss_on_every_backend(name, backend):
+    """The same model, data order and dropout masks give the same first-epoch loss (1e-4)."""
+    if backend == "tvm" and not _tvm_steps():
+        pytest.skip("this graphc has no TVM stepper")
+    ref = first_epoch_loss(name, "numpy")
+    got = first_epoch_loss(name, backend)
+    assert math.isfinite(ref) and abs(got - ref) < 1e-4, (name, backend, got, ref)

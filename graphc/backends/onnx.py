@@ -282,12 +282,20 @@ class OrtStepper(Stepper):
         self._lr_ov = ov.ortvalue_from_numpy(self._lr_host)
         self._seed_host = np.asarray(self.seed, np.int64)
         self._seed_ov = ov.ortvalue_from_numpy(self._seed_host)
+        # on the CPU these OrtValues share memory with their numpy arrays, so a step writes the
+        # step/lr scalars and reads the metrics without a call into onnxruntime; checked, not assumed
+        self._step_host[()] = 1
+        self._shared = bool(self._step_ov.numpy()[()] == 1)
         out_of = {src: o for o, src in spec.updates.items()}
-        self._metric_ov = {}
+        self._metric_ov, self._metric_host = {}, {}
         for m in spec.metrics:
             t = graph.outputs[m].type
-            self._metric_ov[m] = (ov.ortvalue_from_shape_and_type(
-                tuple(int(d) for d in t.shape), np.dtype(t.dtype), "cpu", 0) if t.is_static else None)
+            if t.is_static:
+                host = np.zeros(tuple(int(d) for d in t.shape), t.dtype)
+                self._metric_host[m] = host
+                self._metric_ov[m] = ov.ortvalue_from_numpy(host)
+            else:
+                self._metric_ov[m] = None
         self._bindings = []
         for src, dst in ((bufs_a, bufs_b), (bufs_b, bufs_a)):
             b = self.session.io_binding()
@@ -313,15 +321,20 @@ class OrtStepper(Stepper):
         for n in self.spec.batch:
             b.bind_cpu_input(n, batch[n])
         self._step_host[()] = self.step_count
-        self._step_ov.update_inplace(self._step_host)
-        self._lr_ov.update_inplace(lr)
+        if self._shared:
+            self._lr_host[()] = lr
+        else:
+            self._step_ov.update_inplace(self._step_host)
+            self._lr_ov.update_inplace(lr)
         self.session.run_with_iobinding(b)
         self._parity ^= 1
         if self._dynamic_metrics:
             outs = dict(zip(self._bound_outputs, b.get_outputs()))  # in the order bound
             return {m: (mv if mv is not None else outs[m]).numpy().copy()
                     for m, mv in self._metric_ov.items()}
-        # copies: OrtValue.numpy() on the CPU is a view that the next step overwrites
+        # copies: the next step overwrites these buffers
+        if self._shared:
+            return {m: h.copy() for m, h in self._metric_host.items()}
         return {m: mv.numpy().copy() for m, mv in self._metric_ov.items()}
 
     def _get(self):

@@ -182,10 +182,15 @@ class TiledReduction(_Rule):
         for b in infos[:idx]:
             if not b.is_injective():
                 return None
+            if "if_then_else" in str(sch.get(b.block_rv).body):
+                # zero padding: a bounds check per element in the hot loop costs more than a
+                # padded copy made once
+                _injective_nest(sch, b.block_rv, target)
+                continue
             try:
                 sch.compute_inline(b.block_rv)
-            except Exception:  # noqa: BLE001 - e.g. a pad read by windows: keep it as its own nest
-                pass
+            except Exception:  # noqa: BLE001 - keep it as its own nest
+                _injective_nest(sch, b.block_rv, target)
         block = main.block_rv
         loops = sch.get_loops(block)
         lanes = _lanes(target, _dtype_bits(sch, block))
@@ -212,14 +217,19 @@ class TiledReduction(_Rule):
                     except Exception:  # noqa: BLE001
                         _injective_nest(sch, b, target)
             else:
-                factor = _largest_divisor(rows, TILE_ROWS)
+                # a short row dim (a 5x5 conv output) is one tile: more independent accumulators
+                factor = rows if rows <= 2 * TILE_ROWS else _largest_divisor(rows, TILE_ROWS)
         spatial, reduce = list(loops[:ns]), list(loops[ns:])
         j_o, j_i = sch.split(spatial[-1], [None, vec])
         outer, row = spatial[:-1], None
         if outer and factor > 1:
             outer[-1], row = sch.split(outer[-1], [None, factor])
         k_o = None
-        if len(reduce) == 1:
+        # K blocking accumulates in the output buffer across blocks; in a function with symbolic
+        # shapes TVM gives every buffer one alias class, so LLVM could not keep that in
+        # registers: there the tile lives in a small stack buffer over the whole K loop instead.
+        static = all(_extent(sch, lp) is not None for lp in sch.get_loops(block))
+        if len(reduce) == 1 and static and not padded:
             kext = _extent(sch, reduce[0])
             if kext is not None and kext > K_BLOCK:
                 k_o, reduce[0] = sch.split(reduce[0], [None, _largest_divisor(kext, K_BLOCK)])
@@ -233,7 +243,9 @@ class TiledReduction(_Rule):
         names = [sch.get(b).name_hint for b in all_blocks]
         epilogue = all_blocks[names.index(sch.get(block).name_hint) + 1:]
         if k_o is None:
-            # the tile accumulates in a local buffer: registers, whatever the output aliases
+            # The tile accumulates in its own buffer. Scope "global", not "local": TVM places
+            # only small constant-size *global* allocations on the stack, where LLVM promotes
+            # them to registers; a "local" one becomes a heap workspace that stays in memory.
             acc = sch.cache_write(block, 0, "global")
             sch.reverse_compute_at(acc, i_o if i_o is not None else fused, preserve_unit_loops=True)
             _vectorize_innermost(sch, acc, target)

@@ -3,7 +3,8 @@
 Every rule below is a pattern and a replacement written with the DSL (see `rewrite.py`), with a
 one-line formula docstring. Rules keep every value bit-for-bit (up to the sign of a zero) on
 every input, NaN and Inf included: that is why `x * 0 -> 0` only fires where x cannot be NaN or
-Inf. The one exception is `transpose_matmul`, which may let a matmul kernel sum in another order.
+Inf. The exceptions are `transpose_matmul` and `sum_batched_matmul`, which may let a matmul kernel
+sum in another order.
 Literal matching sees through views of a literal (`expand(0.0, (N, 10))` is a zero), so the
 rules also clean up the broadcast seeds and zeros that the autodiff pass makes.
 
@@ -296,6 +297,29 @@ def transpose_matmul(m, a, b):
     return dsl.matmul(_mT(b), _mT(a))
 
 
+def _batch_summed_product(m: Match) -> bool:
+    a, b, prod = m.values["a"], m.values["b"], m.nodes[0]
+    r = a.type.rank
+    axes = m.root.attrs.get("axes")
+    return (r >= 3 and b.type.rank == r and _is_swap(a) and a.type.shape[:-2] == b.type.shape[:-2]
+            and prod.output.type.shape[:-2] == a.type.shape[:-2]
+            and axes is not None and tuple(sorted(norm_axes(axes, r))) == tuple(range(r - 2)))
+
+
+# The weight gradient of a Linear layer on (N, S, D) inputs: autodiff gives one small product per
+# batch element and then sums them; one (D, N*S) @ (N*S, F) product does the same work in one
+# large kernel (the sum's order changes, as in transpose_matmul). Only where a is a transpose, so
+# that flattening x needs no copy.
+@rule(lambda a, b: dsl.sum(dsl.matmul(a, b), 0), when=_batch_summed_product,
+      types={"a": ("A", "C", "B"), "b": ("A", "B", "D")})
+def sum_batched_matmul(m, a, b):
+    """sum(x^T @ g over batch axes) -> reshape(x, (-1, M))^T @ reshape(g, (-1, F))"""
+    x = _mT(a)  # (..., K, M): rows of all batch elements stack into one (P*K, M) matrix
+    prod = dsl.matmul(dsl.transpose(dsl.reshape(x, (-1, x.shape[-1])), (1, 0)),
+                      dsl.reshape(b, (-1, b.shape[-1])))
+    return dsl.reshape(prod, m.shape)
+
+
 # ---- pads and concatenation -------------------------------------------------------------------------
 
 @rule(lambda x: dsl.pad(x, ((0, 0), (0, 1))),
@@ -461,7 +485,7 @@ RULES: list[Rule] = [
     transpose_identity, transpose_transpose, reshape_same, reshape_reshape, expand_same,
     expand_expand, cast_same, sum_unit_axes, mean_unit_axes, max_unit_axes, min_unit_axes,
     where_constant, where_same, add_where_halves, add_where_halves_swapped, sum_keepdims_reshape, mean_keepdims_reshape,
-    max_keepdims_reshape, min_keepdims_reshape, transpose_matmul, pad_nothing, pad_pad,
+    max_keepdims_reshape, min_keepdims_reshape, transpose_matmul, sum_batched_matmul, pad_nothing, pad_pad,
     add_adjacent_pads, add_adjacent_pads_assoc, *SAFE_MUL_RULES, *EXPAND_OPERAND_RULES,
 ]
 

@@ -34,6 +34,11 @@ class Stepper:
         self.step_count = 0
         self._inputs = {v.name: v for v in graph.inputs}
         self._lr_dtype = np.dtype(self.spec.lr_dtype)
+        # per batch input: (name, dtype, rank, ((axis, static size), ...)) for a fast check
+        self._batch_sig = [(n, np.dtype(self._inputs[n].type.dtype), self._inputs[n].type.rank,
+                            tuple((i, d) for i, d in enumerate(self._inputs[n].type.shape)
+                                  if isinstance(d, int)))
+                           for n in self.spec.batch]
 
     def check_batch(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
         """The batch as arrays of the declared dtypes; FeedError for missing/unknown/bad feeds."""
@@ -42,17 +47,19 @@ class Stepper:
             raise FeedError(f"training step {self.graph.name!r}: missing batch input(s) "
                             f"{', '.join(map(repr, missing))}; it takes {', '.join(self.spec.batch)}")
         out = {}
-        for n in self.spec.batch:
-            v = self._inputs[n]
-            a = np.asarray(batch[n])
-            want = np.dtype(v.type.dtype)
+        for n, want, rank, static in self._batch_sig:
+            a = batch[n]
+            if not isinstance(a, np.ndarray):
+                a = np.asarray(a)
             if a.dtype != want:
                 if a.dtype.kind != want.kind and not (a.dtype.kind in "iub" and want.kind in "iu"):
-                    raise FeedError(f"batch input {n!r} has dtype {a.dtype}, expected {v.type}")
+                    raise FeedError(f"batch input {n!r} has dtype {a.dtype}, expected "
+                                    f"{self._inputs[n].type}")
                 a = a.astype(want)
-            if a.ndim != v.type.rank or any(isinstance(d, int) and d != s for d, s in zip(v.type.shape, a.shape)):
-                raise FeedError(f"batch input {n!r} has shape {a.shape}, expected {v.type}")
-            out[n] = np.ascontiguousarray(a)
+            shape = a.shape
+            if len(shape) != rank or any(shape[i] != d for i, d in static):
+                raise FeedError(f"batch input {n!r} has shape {shape}, expected {self._inputs[n].type}")
+            out[n] = a if a.flags.c_contiguous else np.ascontiguousarray(a)
         return out
 
     def step(self, batch: dict[str, Any], lr: float) -> dict[str, np.ndarray]:

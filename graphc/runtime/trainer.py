@@ -193,7 +193,8 @@ class Trainer:
         """Trains for `epochs` epochs (counting epochs already done when resuming).
 
         Args:
-            train: a dict of arrays batched along axis 0, or an iterable of batch dicts.
+            train: a dict of arrays batched along axis 0, or a re-iterable collection of batch
+                dicts (a list, or an object whose __iter__ starts over each epoch).
             epochs: the total number of epochs of the run.
             batch_size: examples per step (a last partial batch is used too).
             validation: data evaluated after each epoch ("val_<metric>" in the history).
@@ -224,6 +225,10 @@ class Trainer:
             early_stopping = EarlyStopping(patience=early_stopping)
         if early_stopping is not None and validation is None and early_stopping.monitor.startswith("val_"):
             early_stopping.monitor = early_stopping.monitor[4:]
+        if not isinstance(train, Mapping) and iter(train) is train and epochs - self.epoch > 1:
+            raise ValueError("fit: `train` is a one-shot iterator, which would be empty after the "
+                             "first epoch; pass a dict of arrays, a list of batches or another "
+                             "re-iterable collection")
         best, best_state, waited = None, None, 0
         show = self.progress if progress is None else progress
         names = self.spec.batch

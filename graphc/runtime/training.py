@@ -163,7 +163,8 @@ def _name_as_output(g: Graph, t: Tensor, key: str) -> None:
     """Names a freshly computed value after its output, so ONNX writes it straight into the
     bound output buffer instead of through an extra Identity copy."""
     v = t.value
-    if v.kind == "node" and not v.name.startswith(NEW) and not g.has_value(key):
+    taken = any(o is v and k != key for k, o in g.outputs.items())  # already named for another
+    if v.kind == "node" and not v.name.startswith(NEW) and not g.has_value(key) and not taken:
         g.rename(v, key)
 
 
@@ -245,6 +246,7 @@ def training_step(loss_graph: Graph, params: Any = None, optimizer: Optimizer | 
         if m not in gg.outputs:
             raise GraphBuildError(f"training_step: graph {loss_graph.name!r} has no output {m!r}")
         sg.outputs[m] = vmap[gg.outputs[m]]
+        _name_as_output(sg, Tensor(sg.outputs[m]), m)
     items = []
     for name in names:
         dname = f"d_{name}"

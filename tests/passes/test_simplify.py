@@ -121,6 +121,10 @@ CASES = {
     "transpose_matmul": [lambda x, y: gc.transpose(gc.matmul(gc.transpose(x), y)),
                          lambda x, y: gc.transpose(gc.matmul(x, gc.transpose(y))),
                          lambda t: gc.transpose(gc.matmul(gc.transpose(t, (0, 2, 1)), t), (0, 2, 1))],
+    # a Linear layer's weight gradient on (N, S, D) inputs: one product instead of N and a sum
+    "sum_batched_matmul": [lambda t: gc.sum(gc.matmul(gc.transpose(t, (0, 2, 1)), t * 2.0), axis=0),
+                           lambda t: gc.sum(gc.matmul(gc.transpose(t, (0, 2, 1)), t), axis=0,
+                                            keepdims=True)],
     "pad_nothing": [lambda x: gc.pad(x, 0)],
     "pad_pad": [lambda x: gc.pad(gc.pad(x, ((1, 0), (0, 2))), ((0, 1), (1, 1)))],
     "add_adjacent_pads": [
@@ -153,7 +157,9 @@ for _r in sa.EXPAND_OPERAND_RULES:  # op(expand(a), b) for every broadcasting bi
     CASES[_r.name] = [_expand_case(*_r.name.rsplit("_expand_", 1))]
 
 #: rules whose result may differ in the last bits (a matmul kernel may sum in another order)
-INEXACT = {"transpose_matmul"}
+INEXACT = {"transpose_matmul", "sum_batched_matmul"}
+#: rules that trade a kernel for reshapes (free views)
+ADDS_VIEWS = {"sum_batched_matmul"}
 
 _INPUTS = {"x": F, "y": Y, "r": ROW, "i": ("i", (3, 4), "int64"), "t": ("t", (2, 3, 4), "float32"),
            "u": ("u", (3, 1, 1), "float32"), "c": ("c", (1, 1), "float32"),
@@ -175,7 +181,9 @@ def test_rule(name, k):
     root = next(r.root_op for r in sa.RULES if r.name == name)
     count = lambda gr: sum(n.op.name == root for n in gr.nodes)  # noqa: E731
     # fewer nodes, or (when the result must be broadcast) fewer of the rewritten op
-    assert len(out.nodes) <= len(g.nodes), f"{name}: {len(g.nodes)} -> {len(out.nodes)} nodes\n{out}"
+    # (a rule in ADDS_VIEWS may add reshapes, which move no data, to save a kernel that does work)
+    work = lambda gr: [n for n in gr.nodes if name not in ADDS_VIEWS or n.op.name != "reshape"]  # noqa: E731
+    assert len(work(out)) <= len(work(g)), f"{name}: {len(g.nodes)} -> {len(out.nodes)} nodes\n{out}"
     assert len(out.nodes) < len(g.nodes) or count(out) < count(g), f"{name}: nothing saved\n{out}"
     assert stats.per_sweep[-1] == 0  # a fixed point: the last sweep fired nothing
     check = assert_close_outputs if name in INEXACT else assert_same_outputs

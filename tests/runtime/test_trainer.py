@@ -1,5 +1,6 @@
 """gc.Trainer: fit/evaluate/predict, checkpoints and bitwise resume, the NaN guard, nn modules."""
 import math
+import os
 
 import numpy as np
 import pytest
@@ -149,3 +150,40 @@ def test_history_plot(tmp_path):
     h = tr.fit(blobs(32), epochs=2, batch_size=16, validation=blobs(16, 2))
     png = h.plot(tmp_path / "curve.png")
     assert open(png, "rb").read(4) == b"\x89PNG"
+
+
+def test_one_shot_iterator_is_rejected_for_several_epochs():
+    data = blobs(16)
+    gen = ({"x": data["x"][i:i + 8], "y": data["y"][i:i + 8]} for i in (0, 8))
+    with pytest.raises(ValueError, match="one-shot iterator"):
+        make().fit(gen, epochs=2)
+
+
+KILLED_RUN = r"""
+import os, signal, sys
+import numpy as np
+import graphc as gc
+from graphc import optim
+sys.path.insert(0, {tests!r})
+from runtime.test_trainer import blobs, make
+
+def die(trainer, row):
+    if row["epoch"] == 2:  # the checkpoint of epoch 2 is on disk: kill -9, no cleanup at all
+        os.kill(os.getpid(), signal.SIGKILL)
+
+make(opt=optim.Adam(0.02)).fit(blobs(64), epochs=4, batch_size=16, seed=3,
+                               checkpoint={ckpt!r}, callbacks=[die])
+"""
+
+
+def test_killed_process_resumes_bitwise(tmp_path):
+    import subprocess
+    import sys
+    tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = KILLED_RUN.format(tests=tests, ckpt=str(tmp_path / "ck"))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr  # SIGKILL
+    full = make(opt=optim.Adam(0.02)).fit(blobs(64), epochs=4, batch_size=16, seed=3)
+    resumed = make(opt=optim.Adam(0.02)).fit(blobs(64), epochs=4, batch_size=16,
+                                             resume=str(tmp_path / "ck"))
+    assert resumed.steps == full.steps and resumed.last()["loss"] == full.last()["loss"]

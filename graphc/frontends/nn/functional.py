@@ -6,7 +6,6 @@ scores are on the LAST axis (for (N, C) logits this is PyTorch's layout too).
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
@@ -197,4 +196,3 @@ __all__ = [
     "binary_cross_entropy_with_logits", "cross_entropy", "nll_loss", "multi_margin_loss",
     "multiclass_hinge_loss", "hinge_embedding_loss", "kl_div",
 ]
-_ = Any

@@ -9,7 +9,8 @@ arrays, registered by attribute assignment. Calling a module on graph Tensors (i
   parameter is created once per graph, however often it is used;
 * each buffer used by the forward pass (``running_mean``, ``running_var``) becomes a graph
   param too, listed in ``graph.meta["buffers"]`` so that gradients and optimizers leave it alone;
-* a buffer updated by the forward pass (batch norm in training mode) adds a graph OUTPUT named
+* a buffer updated by the forward pass (batch norm in training mode: ``running_mean``,
+  ``running_var``, ``num_batches_tracked``) adds a graph OUTPUT named
   ``"state:<buffer name>"`` holding its new value, e.g. ``"state:1.running_mean"``; the runtime
   feeds that output back into the param of the same name after each step
   (``graph.meta["state_outputs"]`` maps each such output to its buffer). State outputs always
@@ -202,7 +203,7 @@ def param_tensor(p: Parameter, graph: Graph | None = None) -> Tensor:
 def update_buffer(buf: Buffer, new: Tensor) -> None:
     """Records `new` as the buffer's updated value: a `state:<name>` graph output."""
     g = new.graph
-    old = param_tensor(buf, g)  # creates the param so the output maps onto it
+    param_tensor(buf, g)  # creates the param (if not yet) that the output maps onto
     st = _state(g)
     name = st.values[id(buf)][1].name
     st.latest[id(buf)] = new
@@ -210,7 +211,6 @@ def update_buffer(buf: Buffer, new: Tensor) -> None:
     g.outputs.pop(key, None)
     g.outputs[key] = new.value
     g.meta.setdefault("state_outputs", {})[key] = name
-    _ = old
 
 
 def _is_tensor_like(x: Any) -> bool:
@@ -423,9 +423,6 @@ class Module:
             c.apply(fn)
         fn(self)
         return self
-
-    def zero_state(self) -> None:  # pragma: no cover - documented no-op for API symmetry
-        """Nothing to reset: graphc keeps no hidden state between calls."""
 
     # ---- calling ---------------------------------------------------------------------------------
     def forward(self, *args: Any, **kwargs: Any) -> Any:

@@ -8,7 +8,6 @@ matmul; each step adds only the hidden-to-hidden product.
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -233,5 +232,3 @@ class GRUCell(_CellBase):
     def forward(self, x, h=None):
         return self._step(x, h, None)[0]
 
-
-_ = math

@@ -131,6 +131,9 @@ class MultiheadAttention(Module):
         return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}"
 
 
+MultiHeadAttention = MultiheadAttention  # the spelling used in graphc's design notes
+
+
 def _activation(name: str | Callable) -> Callable:
     if callable(name):
         return name
