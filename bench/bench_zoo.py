@@ -54,7 +54,8 @@ BEGIN, END = "<!-- zoo:begin -->", "<!-- zoo:end -->"
 CLOCK = time.process_time if SINGLE else time.perf_counter
 GRAPHC = "graphc+onnxruntime"
 #: the graphc rows by frontend: the model built with graphc.models, or with graphc.nn layers
-GRAPHC_ROWS = {"models": GRAPHC, "nn": "graphc.nn+onnxruntime"}
+GRAPHC_ROWS = {"models": GRAPHC, "nn": "graphc.nn+onnxruntime",
+               "nospin": "graphc+onnxruntime spin=False"}
 PEERS = ("PyTorch eager", "torch.compile", "JAX jit")
 
 #: name -> (title, graphc.models builder, its keyword arguments, batch size)
@@ -175,7 +176,10 @@ def make_steps(workload: str, peers: tuple[str, ...], threads: int | None,
     steps = {}
     params = None
     for fe in frontends:
-        steps[GRAPHC_ROWS[fe]], params = graphc_step(workload, x, y, frontend=fe, **opts)
+        # nospin: onnxruntime's idle workers sleep instead of spin-waiting (a stepper option)
+        extra = {"spin": False} if fe == "nospin" else {}
+        steps[GRAPHC_ROWS[fe]], params = graphc_step(workload, x, y, frontend="nn" if fe == "nn" else "models",
+                                                     **opts, **extra)
     cfg = peer_config(workload)
     makers = {"PyTorch eager": lambda: zoo_peers.torch_step(workload, cfg, params, x, y, threads=threads),
               "torch.compile": lambda: zoo_peers.torch_step(workload, cfg, params, x, y, compile=True,
@@ -375,7 +379,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--single-thread", action="store_true",
                     help="everything on one thread, timed by process CPU time (steps per CPU-second)")
     ap.add_argument("--frontends", default="models",
-                    help="graphc rows: models (graphc.models), nn (graphc.nn layers), or both")
+                    help="graphc rows, comma-separated: models (graphc.models), nn (graphc.nn "
+                         "layers), nospin (graphc.models, onnxruntime threads not spin-waiting)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: 1 repeat of ~0.1 s, no torch.compile, nothing written")
     ap.add_argument("--profile", metavar="W", default=None,

@@ -158,10 +158,12 @@ def _dtype_bits(sch, block) -> int:
 class TiledReduction(_Rule):
     """out[s..., i, j] = reduce_r f(...): register tile (i x j) accumulated over r, parallel outside.
 
-    Loop nest (matmul names): for j_o (parallel): for k_o: for i_o: for k_i: for i (unrolled):
-    for j (vector). The (i x j) tile is loop-invariant in k_i, so LLVM keeps it in registers;
-    k is blocked so that the (k_i x j) panel of the right operand stays in L1; a symbolic row
-    dim is padded to the tile (pad_einsum) so that the hot loop carries no bounds check.
+    Loop nest (matmul names): for j_o (parallel): [for k_o:] for i_o: for k: for i (unrolled):
+    for j (vector). The (i x j) tile accumulates in a small stack buffer that LLVM keeps in
+    registers, written back (with the fused epilogue) once per tile. With static shapes and a
+    long K, k is blocked instead (k_o) so that the (k x j) panel of the right operand stays in
+    L1, accumulating in the output. A symbolic row dim is padded to the tile (pad_einsum) so
+    that the hot loop carries no bounds check.
     """
 
     def schedule(self, func, target):
@@ -210,8 +212,8 @@ class TiledReduction(_Rule):
                 loops = sch.get_loops(block)
                 names = [sch.get(b).name_hint for b in _blocks(sch)]
                 for b in _blocks(sch)[:names.index(sch.get(block).name_hint)]:
-                    # Read the inputs in place (a row-invariant bounds check) rather than from
-                    # a padded copy: LLVM then knows the tile cannot alias them.
+                    # read the inputs in place (the bounds check is invariant in the k loop)
+                    # rather than from a padded copy, an extra pass over the input
                     try:
                         sch.compute_inline(b)
                     except Exception:  # noqa: BLE001
@@ -252,8 +254,7 @@ class TiledReduction(_Rule):
             if padded:
                 # A symbolic region would make the tile a heap buffer that LLVM cannot keep in
                 # registers; index it modulo the tile so that its shape is static.
-                nsp = ns
-                tile = [1] * (nsp - 2) + [factor, vec]
+                tile = [1] * (ns - 2) + [factor, vec]
                 sch.transform_layout(block, ("write", 0), lambda *ix: [
                     ix[i] % tile[i] if tile[i] > 1 else ix[i] * 0 for i in range(len(ix))],
                     assume_injective_transform=True)

@@ -357,32 +357,8 @@ class max_pool2d_grad(Op):
         return e.op("Reshape", [dx, shape])
 
     def tvm(self, e, x, g, kernel_size, stride, padding):
-        (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
-        if (kh, kw) != (sh, sw) or (ph, pw) != (0, 0):
-            return e.R.grad.max_pool2d_backward(g, x, tuple(kernel_size), tuple(stride),
-                                                (padding[0], padding[1], padding[0], padding[1]))
-        # Windows that tile x without overlap: each element of dx is g of its own window if it
-        # is that window's first maximum, else 0 -- elementwise, no scatter.
-        tir = e.tir
-        oh, ow = e.in_types[1].shape[2:]
-
-        def grad(xt, gt):
-            def f(n, c, h, w):
-                i, j = h // kh, w // kw
-                inside = tir.all(i < oh, j < ow)
-                ic, jc = tir.min(i, oh - 1), tir.min(j, ow - 1)  # keep the reads in bounds
-                vals = [xt[n, c, ic * kh + a, jc * kw + b] for a in range(kh) for b in range(kw)]
-                m = vals[0]
-                for v in vals[1:]:
-                    m = tir.max(m, v)
-                first = tir.const(kh * kw, "int32")
-                for q in reversed(range(kh * kw)):
-                    first = tir.Select(vals[q] == m, tir.const(q, "int32"), first)
-                mine = ((h - ic * kh) * kw + (w - jc * kw)).astype("int32")
-                zero = tir.const(0, gt.dtype)
-                return tir.Select(tir.all(inside, first == mine), gt[n, c, ic, jc], zero)
-            return e.te.compute(xt.shape, f, name="max_pool2d_grad")
-        return e.emit_te(grad, x, g)
+        return e.R.grad.max_pool2d_backward(g, x, tuple(kernel_size), tuple(stride),
+                                            (padding[0], padding[1], padding[0], padding[1]))
 
     def vjp(self, g, x, gy, *, y, kernel_size, stride, padding):
         from ..frontends import dsl

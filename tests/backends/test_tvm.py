@@ -119,6 +119,7 @@ def _grad_available():
 GRAD_ROWS = [pytest.param(info, id=info.name) for info in OP_DB if info.grad]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("info", GRAD_ROWS)
 def test_gradient_graph_matches_reference(info):
     """The backward graph of each differentiable op (made by gc.grad) runs on TVM like numpy."""

@@ -59,7 +59,7 @@ def test_same_loss_curve_on_numpy_onnxruntime_and_tvm(name):
 def test_tvm_stepper_keeps_state_on_device_and_round_trips():
     import tvm
     g = MODELS["mlp"]()
-    step = gc.training_step(g, optimizer=optim.Adam(1e-2))
+    step = gc.training_step(g, optimizer=optim.SGD(1e-2, momentum=0.9))
     st = gc.make_stepper(step, "tvm")
     assert all(isinstance(v, tvm.runtime.Tensor) for v in st._carried.values())
     batches = _batches(g, 3)
