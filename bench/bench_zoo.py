@@ -1,8 +1,10 @@
 """Issue 6's five training workloads: graphc + onnxruntime vs PyTorch eager, torch.compile, JAX jit.
 
     python bench/bench_zoo.py [--repeats 5] [--seconds 1.0] [--workloads W1,W2] [--no-write]
-    python bench/bench_zoo.py --quick          # a smoke run: few steps, nothing written
-    python bench/bench_zoo.py --profile W4     # onnxruntime per-node profile of graphc's step
+    python bench/bench_zoo.py --single-thread  # one thread each, steps per CPU-second
+    python bench/bench_zoo.py --frontends models,nn,nospin   # more graphc rows (see --help)
+    python bench/bench_zoo.py --quick          # a smoke run: few steps, no torch.compile, no file
+    python bench/bench_zoo.py --profile W3,W4  # onnxruntime per-node profile of graphc's step
 
 CPU, float32, one full training step (forward, backward, SGD momentum 0.9) per call, on a fixed
 batch; steps per second as the median of interleaved repeats, every implementation in one process:
@@ -16,8 +18,9 @@ batch; steps per second as the median of interleaved repeats, every implementati
 graphc builds the models with graphc.models and trains them with gc.training_step and the
 onnxruntime stepper (gc.make_stepper), the path the Trainer uses. Every peer starts from the same
 weights and batch, and the first losses are compared. Peers that are not installed are skipped.
-Writes the table into bench/results.md between the "zoo" markers. Timing is reported, never
-asserted.
+Writes the table into bench/results.md inside the "zoo" section (sub-sections zoo-default,
+zoo-1thread and zoo-profile, so each mode replaces only its own table). Timing is reported,
+never asserted.
 """
 from __future__ import annotations
 
@@ -384,12 +387,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: 1 repeat of ~0.1 s, no torch.compile, nothing written")
     ap.add_argument("--profile", metavar="W", default=None,
-                    help="print onnxruntime's per-node profile of graphc's step for these workloads")
+                    help="onnxruntime's per-node profile of graphc's step for these workloads "
+                         "(comma-separated), printed and written to bench/results.md")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
     if args.profile:
+        cmd = "python bench/bench_zoo.py " + " ".join(sys.argv[1:])
+        parts = [f"### Where graphc's step spends its time (`{cmd.strip()}`)", "",
+                 "onnxruntime's profiler, per-node kernel times (medians over steps 6-40), "
+                 f"{'one thread' if SINGLE else 'default threads'}; load average "
+                 f"{os.getloadavg()[0]:.1f}.", ""]
         for w in args.profile.split(","):
-            print(profile(w.strip(), threads=1 if SINGLE else args.threads), "\n", flush=True)
+            text = profile(w.strip(), threads=1 if SINGLE else args.threads)
+            print(text, "\n", flush=True)
+            parts += [text, ""]
+        if not args.no_write:
+            print(f"wrote {write(chr(10).join(parts).rstrip(), 'profile')}")
         return
     peers = tuple(p.strip() for p in args.peers.split(",") if p.strip())
     unknown = [p for p in peers if p not in PEERS]

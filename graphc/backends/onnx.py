@@ -114,6 +114,8 @@ class OnnxEmitter:
             if coef != 1:
                 acc = self.op("Mul", [acc, self.const(np.array([coef], np.int64), "dim")])
             parts.append(acc)
+        if len(parts) == 1:  # a one-part Concat is a copy onnxruntime does not remove
+            return parts[0]
         return self.op("Concat", parts, axis=0)
 
 

@@ -61,6 +61,16 @@ def _lanes(target: Target, dtype_bits: int) -> int:
     return max((512 if wide else 256) // dtype_bits, 1)
 
 
+def _tile_cols(n: int, lanes: int) -> int:
+    """Tile width: TILE_VECS or 1 whole vector registers if they divide `n`, else the largest
+    divisor of `n` up to TILE_VECS registers. (LLVM splits odd-width vectors such as 24 or 15
+    lanes into many small operations: a 120-wide matmul ran 10x slower with them.)"""
+    for regs in (TILE_VECS, 1):
+        if n % (regs * lanes) == 0:
+            return regs * lanes
+    return _largest_divisor(n, lanes * TILE_VECS)
+
+
 def _largest_divisor(n: int, cap: int) -> int:
     for f in range(min(n, cap), 0, -1):
         if n % f == 0:
@@ -199,12 +209,14 @@ class TiledReduction(_Rule):
         inner = _extent(sch, loops[ns - 1])
         if inner is None:
             return None  # a symbolic innermost dim: vector loads would be gathers
-        vec = _largest_divisor(inner, lanes * TILE_VECS)
+        vec = _tile_cols(inner, lanes)
         factor, padded = 1, False
+        # a one-register-wide tile needs more rows to have enough independent FMA chains
+        tile_rows = TILE_ROWS * 2 if vec <= lanes else TILE_ROWS
         if ns >= 2:
             rows = _extent(sch, loops[ns - 2])
             if rows is None:
-                factor = TILE_ROWS
+                factor = tile_rows
                 pads = [1] * len(kinds)
                 pads[ns - 2] = factor
                 sch.pad_einsum(block, pads)
@@ -220,7 +232,7 @@ class TiledReduction(_Rule):
                         _injective_nest(sch, b, target)
             else:
                 # a short row dim (a 5x5 conv output) is one tile: more independent accumulators
-                factor = rows if rows <= 2 * TILE_ROWS else _largest_divisor(rows, TILE_ROWS)
+                factor = rows if rows <= 2 * TILE_ROWS else _largest_divisor(rows, tile_rows)
         spatial, reduce = list(loops[:ns]), list(loops[ns:])
         j_o, j_i = sch.split(spatial[-1], [None, vec])
         outer, row = spatial[:-1], None

@@ -205,10 +205,8 @@ def _reduced_count(x, axes):
         for d in dims:
             n *= d
         return n
-    # a symbolic count is read at run time: the sum of ones over the reduced axes only
-    ones = dsl.broadcast_to(dsl.constant(np.ones((), x.dtype)),
-                            tuple(x.shape[i] if i in ax else 1 for i in range(x.ndim)))
-    return dsl.sum(ones, ax, keepdims=True)
+    # a symbolic count is read at run time from x's shape (graphc/ops/fused.py: size)
+    return dsl.apply("size", [x], {"axes": ax, "dtype": x.dtype})
 
 
 def _extremum_grad(g, x, y, axes, keepdims):

@@ -178,7 +178,8 @@ def _run_grad(loss_graph: Graph, names: list[str], loss: str) -> Graph:
 
 def training_step(loss_graph: Graph, params: Any = None, optimizer: Optimizer | None = None,
                   loss: str | None = None, metrics: Iterable[str] | None = None,
-                  clip_grad_norm: float | None = None, simplify: bool = True) -> Graph:
+                  clip_grad_norm: float | None = None, simplify: bool = True,
+                  fuse: bool = True) -> Graph:
     """Compiles one training step (forward, backward and update) into one graph.
 
     Args:
@@ -191,6 +192,9 @@ def training_step(loss_graph: Graph, params: Any = None, optimizer: Optimizer | 
         clip_grad_norm: clip the gradients to this global L2 norm first (adds a "grad_norm"
             output with the norm before clipping).
         simplify: run the simplification pipeline on the result.
+        fuse: run the fusion passes: fuse_losses and fuse_gemm on the loss graph before autodiff
+            (compact closed-form gradients), fuse_gemm again on the step graph (momentum into
+            the weight gradient's Gemm). Off, the step is the plain chain rule of the composites.
 
     Returns:
         The step graph; `graph.meta["training"]` is its TrainingSpec.
@@ -215,7 +219,7 @@ def training_step(loss_graph: Graph, params: Any = None, optimizer: Optimizer | 
     if not names:
         raise GraphBuildError(f"training_step: graph {loss_graph.name!r} has no parameters to train")
 
-    gg = _run_grad(loss_graph, names, loss)
+    gg = _run_grad(_fuse_forward(loss_graph) if fuse else loss_graph, names, loss)
     sg = Graph(f"{loss_graph.name}_train_step")
     vmap: dict[Value, Value] = {}
     rng_step = next((v for v in gg.inputs if v.name == "rng_step"), None)
@@ -265,7 +269,7 @@ def training_step(loss_graph: Graph, params: Any = None, optimizer: Optimizer | 
     # copies: Trainer.sync later writes trained values into the caller's arrays in place
     init = {**{n: np.array(loss_graph.value(n).data, copy=True) for n in names}, **init}
     if simplify:
-        sg = _simplify(sg)
+        sg = _simplify(sg, fuse)
     sg.meta["training"] = TrainingSpec(
         batch=[v.name for v in batch], params=names, state=state_names, step=step.name, lr=lr.name,
         rng_seed=seed.name if seed is not None else None, metrics=metrics, updates=updates,
@@ -273,7 +277,14 @@ def training_step(loss_graph: Graph, params: Any = None, optimizer: Optimizer | 
     return sg
 
 
-def _simplify(g: Graph) -> Graph:
+def _fuse_forward(g: Graph) -> Graph:
+    """The loss graph with fused losses and gemms, so autodiff derives their compact gradients."""
+    from ..passes.fuse_gemm import fuse_gemm
+    from ..passes.fuse_losses import fuse_losses
+    return fuse_gemm(fuse_losses(g))
+
+
+def _simplify(g: Graph, fuse: bool = False) -> Graph:
     try:
         from ..passes.pipeline import simplify
     except ImportError:  # the simplification pipeline is optional for correctness
@@ -281,6 +292,9 @@ def _simplify(g: Graph) -> Graph:
     from ..passes.transpose_products import transpose_products
     # then fold weight-gradient transposes into the products (the speed of every Linear layer)
     out = transpose_products(simplify(g))
+    if fuse:  # the optimizer's `momentum * buf + grad` into the weight gradient's Gemm
+        from ..passes.fuse_gemm import fuse_gemm
+        out = fuse_gemm(out)
     missing = [v.name for v in g.inputs if not out.has_value(v.name)]
     if missing:  # a pass that drops inputs would break the spec; keep the unsimplified graph
         return g

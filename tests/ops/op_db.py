@@ -502,6 +502,59 @@ def _random_samples(rng, dtype):
             Sample([i64(-3), i64(5)], {"shape": (), "dtype": dtype}, name="scalar")]
 
 
+def _gemm_samples(rng, dtype):
+    """Every transpose combination, with and without c (full and broadcast), alpha and beta."""
+    out = []
+    for ta, tb in ((False, False), (True, False), (False, True), (True, True)):
+        a = _arr(rng, (4, 3) if ta else (3, 4), dtype)
+        b = _arr(rng, (5, 4) if tb else (4, 5), dtype)
+        attrs = {"trans_a": ta, "trans_b": tb}
+        out.append(Sample([a, b], attrs, name=f"t{int(ta)}{int(tb)}",
+                          symbolic=None if ta else [("N", 4), b.shape]))
+        out.append(Sample([a, b, _arr(rng, (5,), dtype)], {**attrs, "alpha": 0.5, "beta": 2.0},
+                          name=f"t{int(ta)}{int(tb)}_bias"))
+    out.append(Sample([_arr(rng, (3, 4), dtype), _arr(rng, (5, 4), dtype), _arr(rng, (3, 5), dtype)],
+                      {"trans_b": True}, name="full_c", symbolic=[("N", 4), (5, 4), ("N", 5)]))
+    # 0.9 and 0.1 are not float32 values: float64 must not round them to Gemm's float attributes
+    out.append(Sample([_arr(rng, (3, 4), dtype), _arr(rng, (4, 5), dtype), _arr(rng, (3, 5), dtype)],
+                      {"alpha": 0.1, "beta": 0.9}, name="inexact_scales"))
+    return out
+
+
+def _softmax_samples(rng, dtype):
+    return [Sample([_uniform(rng, (3, 5), dtype)], {"axis": -1}, symbolic=[("N", 5)]),
+            Sample([_uniform(rng, (2, 3, 4), dtype)], {"axis": 1})]
+
+
+def _size_samples(rng, dtype):
+    return [Sample([_arr(rng, (3, 4), dtype)], {"axes": (0,), "dtype": dtype}, symbolic=[("N", 4)]),
+            Sample([_arr(rng, (2, 3, 4), dtype)], {"axes": (0, 1), "dtype": dtype},
+                   symbolic=[("B", "T", 4)], name="two_symbols"),
+            Sample([_arr(rng, (2, 3), dtype)], {"axes": None, "dtype": dtype}, name="static")]
+
+
+def _softmax_ce_samples(rng, dtype):
+    """One-hot targets (what the fusion pass makes), soft targets, targets not summing to 1."""
+    z = _uniform(rng, (4, 5), dtype, -3.0, 3.0)
+    onehot = np.eye(5, dtype=dtype)[rng.integers(0, 5, 4)]
+    soft = _pos(rng, (4, 5), dtype)
+    soft = (soft / soft.sum(-1, keepdims=True)).astype(dtype)
+    out = [Sample([z, onehot], {"reduction": r}, name=f"onehot_{r}", grad_inputs=(0,),
+                  symbolic=[("N", 5), ("N", 5)]) for r in ("none", "mean", "sum")]
+    out.append(Sample([z, soft], {"reduction": "mean"}, name="soft"))
+    out.append(Sample([_uniform(rng, (2, 3, 4), dtype), _uniform(rng, (2, 3, 4), dtype)],
+                      {"reduction": "mean"}, name="rank3_any_q"))
+    return out
+
+
+def _bce_samples(rng, dtype):
+    z = _uniform(rng, (3, 4), dtype, -4.0, 4.0)
+    t = np.asarray(rng.uniform(0, 1, (3, 4)), dtype)
+    return [Sample([z, t], symbolic=[("N", 4), ("N", 4)]),
+            Sample([_uniform(rng, (3, 4), dtype), (rng.uniform(size=(4,)) > 0.5).astype(dtype)],
+                   name="broadcast")]
+
+
 # ---- the table ----------------------------------------------------------------------------------
 
 _ORT_NO_F64 = "onnxruntime has no float64 kernel for {}"
@@ -571,6 +624,13 @@ OP_DB: list[OpInfo] = [
     OpInfo("max_pool2d_grad", _maxpool_grad_samples),
     OpInfo("safe_mul", _safe_mul_samples),
     OpInfo("gather_grad", _gather_grad_samples),
+    # fused primitives made by the fusion passes (graphc/ops/fused.py)
+    OpInfo("gemm", _gemm_samples),
+    OpInfo("softmax", _softmax_samples),
+    OpInfo("size", _size_samples),
+    OpInfo("softmax_cross_entropy", _softmax_ce_samples,
+           tol={"float32": (1e-5, 1e-5)}),
+    OpInfo("bce_with_logits", _bce_samples),
 ]
 
 OP_BY_NAME: dict[str, OpInfo] = {info.name: info for info in OP_DB}

@@ -21,7 +21,6 @@ training mode, applies the buffer updates like PyTorch does).
 """
 from __future__ import annotations
 
-import weakref
 from collections import OrderedDict
 from typing import Any, Callable, Iterator, NamedTuple
 
@@ -132,7 +131,6 @@ class _GraphState:
         self.names: list[dict[int, str]] = []     # name maps of every root traced into the graph
 
 
-_REGISTRY: "weakref.WeakKeyDictionary[Graph, _GraphState]" = weakref.WeakKeyDictionary()
 
 
 class _Ctx:
@@ -153,9 +151,10 @@ _ACTIVE: list[_Ctx] = []
 
 
 def _state(g: Graph) -> _GraphState:
-    st = _REGISTRY.get(g)
+    # kept on the graph itself (a cycle the garbage collector frees with the graph)
+    st = g.__dict__.get("_nn_state")
     if st is None:
-        st = _REGISTRY[g] = _GraphState()
+        st = g.__dict__["_nn_state"] = _GraphState()
     return st
 
 
@@ -334,13 +333,19 @@ class Module:
                 yield (f"{mname}.{k}" if mname else k), p
 
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
-        """(state-dict name, Parameter) for every trainable parameter; also sets `p.name`."""
+        """(state-dict name, Parameter) for every trainable parameter.
+
+        A parameter not yet traced gets this name as its `p.name`; tracing sets `p.name` to the
+        name under the root module called, which is the graph param's name.
+        """
         for n, p in self._named_tensors(with_buffers=False):
-            p.name = f"{prefix}.{n}" if prefix else n
-            yield p.name, p
+            name = f"{prefix}.{n}" if prefix else n
+            if p.name is None:
+                p.name = name
+            yield name, p
 
     def parameters(self) -> list[Parameter]:
-        """The trainable parameters; each knows its state-dict `name` (for `gc.grad(wrt=...)`)."""
+        """The trainable parameters; each knows its graph `name` (for `gc.grad(wrt=...)`)."""
         return [p for _, p in self.named_parameters()]
 
     def named_buffers(self) -> Iterator[tuple[str, Buffer]]:

@@ -111,3 +111,28 @@ def test_trainer_feeds_batch_norm_state_back_and_writes_it_to_the_model(backend)
     # gradients never touch the buffers; wrt=None skips them
     g = gc.grad(loss_fn.graph)
     assert "d_0.running_mean" not in g.outputs and "d_0.weight" in g.outputs
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "transformer"])
+def test_sequence_models_export_in_eval_mode(kind, tmp_path):
+    gc.manual_seed(0)
+    if kind == "transformer":
+        model = nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16, dropout=0.2,
+                                                                 batch_first=True), 2)
+    else:
+        model = getattr(nn, kind.upper())(8, 8, num_layers=2, batch_first=True, dropout=0.2)
+    model.eval()
+
+    @gc.function(x=gc.spec(("N", 5, 8)))
+    def infer(x):
+        out = model(x)
+        return {"y": out[0] if isinstance(out, tuple) else out}
+
+    path = tmp_path / f"{kind}.onnx"
+    proto = gc.export_onnx(infer.graph, path)
+    assert {n.domain for n in proto.graph.node} <= STANDARD_DOMAINS
+    assert [i.name for i in proto.graph.input] == ["x"]
+    x = np.random.default_rng(0).standard_normal((3, 5, 8)).astype(np.float32)
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(got, gc.compile(infer.graph, "numpy")(x=x)["y"], rtol=1e-4,
+                               atol=1e-5)

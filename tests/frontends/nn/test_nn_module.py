@@ -62,8 +62,12 @@ def test_traced_params_use_root_relative_state_dict_names():
     np.testing.assert_allclose(f(x), want, rtol=1e-5)
     np.testing.assert_allclose(m(x), want, rtol=1e-5)  # eager call on arrays
     # gc.grad accepts the model's parameters (they know their names)
-    gg = gc.grad(trace(m, x, out_fn=lambda y: gc.sum(y)), wrt=m.parameters())
+    gl = trace(m, x, out_fn=lambda y: gc.sum(y))
+    gg = gc.grad(gl, wrt=m.parameters())
     assert [k for k in gg.outputs if k.startswith("d_")] == ["d_" + n for n in m.parameter_names()]
+    # a submodule's parameters keep the names they have in the traced graph
+    gh = gc.grad(gl, wrt=m.head.parameters())
+    assert [k for k in gh.outputs if k.startswith("d_")] == ["d_head.weight", "d_head.bias"]
 
 
 def test_shared_module_creates_each_param_once():

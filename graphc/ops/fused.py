@@ -1,0 +1,276 @@
+"""Fused primitives made by the fusion passes (graphc/passes/fuse_*.py), each with the full contract.
+
+A fused op replaces a composite the DSL built from smaller primitives. It lowers to one or a few
+library kernels (ONNX Gemm, Softmax, Softplus) and, more importantly, its `vjp` is the compact
+closed form (`softmax(z) - q`, `sigmoid(z) - t`, a Gemm with transA) instead of the chain rule
+through every piece of the composite.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir.types import TensorType, broadcast_shapes
+from .base import Op, fmt_shape, norm_axes, norm_axis, register, require_float, static_numel
+
+_REDUCTIONS = ("none", "mean", "sum")
+
+
+# ---- gemm ----------------------------------------------------------------------------------------
+
+@register
+class gemm(Op):
+    """y = alpha * op(a) @ op(b) + beta * c, op(t) = t.T if trans_t else t; a, b 2-D, c optional"""
+    arity = None
+
+    def infer(self, a, b, *c, trans_a=False, trans_b=False, alpha=1.0, beta=1.0):
+        if len(c) > 1:
+            raise ValueError(f"takes 2 or 3 inputs, got {2 + len(c)}")
+        if a.rank != 2 or b.rank != 2:
+            raise ValueError(f"needs 2-D operands, got {fmt_shape(a)} and {fmt_shape(b)}")
+        require_float(a)
+        if a.dtype != b.dtype or (c and c[0].dtype != a.dtype):
+            raise TypeError("operands have different dtypes: " + ", ".join(
+                t.dtype for t in (a, b) + c))
+        m, k = a.shape[::-1] if trans_a else a.shape
+        k2, n = b.shape[::-1] if trans_b else b.shape
+        if k != k2:
+            raise ValueError(f"op(a) {fmt_shape(a)}{'.T' if trans_a else ''} @ op(b) "
+                             f"{fmt_shape(b)}{'.T' if trans_b else ''}: inner dimensions {k} and "
+                             f"{k2} differ")
+        if c:
+            try:
+                ok = broadcast_shapes(c[0].shape, (m, n)) == (m, n) and c[0].rank <= 2
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ValueError(f"c {fmt_shape(c[0])} does not broadcast to the product's ({m}, {n})")
+        return TensorType((m, n), a.dtype)
+
+    def cost(self, a, b, *c, y, trans_a=False, **attrs):
+        """2*M*N*K for the product, plus one multiply-add per output for c."""
+        k = int(a.shape[0] if trans_a else a.shape[1])
+        return 2 * static_numel(y) * k + (2 * static_numel(y) if c else 0)
+
+    def ref(self, a, b, *c, trans_a=False, trans_b=False, alpha=1.0, beta=1.0):
+        y = np.matmul(a.T if trans_a else a, b.T if trans_b else b)
+        if alpha != 1.0:
+            y = y * np.asarray(alpha, a.dtype)
+        if c:
+            y = y + (c[0] if beta == 1.0 else c[0] * np.asarray(beta, a.dtype))
+        return y.astype(a.dtype, copy=False)
+
+    def onnx(self, e, a, b, *c, trans_a=False, trans_b=False, alpha=1.0, beta=1.0):
+        dt = e.in_types[0].dtype
+
+        def exact(v) -> bool:  # Gemm's alpha and beta are float32 attributes
+            return float(np.float32(v)) == float(v)
+
+        def scale(x, v):
+            return e.op("Mul", [x, e.const(np.asarray(v, dt))])
+        if c and not exact(beta):  # a float64 beta such as 0.9: scale c at full precision
+            c, beta = (scale(c[0], beta),), 1.0
+        if exact(alpha):
+            return e.op("Gemm", [a, b, *c], transA=int(trans_a), transB=int(trans_b),
+                        alpha=float(alpha), beta=float(beta))
+        y = scale(e.op("Gemm", [a, b], transA=int(trans_a), transB=int(trans_b)), alpha)
+        return e.op("Add", [y, c[0] if beta == 1.0 else scale(c[0], beta)]) if c else y
+
+    def tvm(self, e, a, b, *c, trans_a=False, trans_b=False, alpha=1.0, beta=1.0):
+        R, dt = e.R, e.out_type.dtype
+        y = R.matmul(R.permute_dims(a, [1, 0]) if trans_a else a,
+                     R.permute_dims(b, [1, 0]) if trans_b else b)
+        if alpha != 1.0:
+            y = R.multiply(y, e.scalar(alpha, dt))
+        if c:
+            y = R.add(y, c[0] if beta == 1.0 else R.multiply(c[0], e.scalar(beta, dt)))
+        return y
+
+    def vjp(self, g, a, b, *c, y, trans_a=False, trans_b=False, alpha=1.0, beta=1.0):
+        from ..frontends import dsl
+
+        def mm(x, z, ta, tb):
+            attrs = {"trans_a": True} if ta else {}
+            attrs.update({"trans_b": True} if tb else {})
+            attrs.update({"alpha": alpha} if alpha != 1.0 else {})
+            return dsl.apply("gemm", [x, z], attrs)
+        # d op(a) = alpha g op(b)^T and d op(b) = alpha op(a)^T g, each transposed back as needed
+        ga = mm(b, g, trans_b, True) if trans_a else mm(g, b, False, not trans_b)
+        gb = mm(g, a, True, trans_a) if trans_b else mm(a, g, not trans_a, False)
+        if not c:
+            return (ga, gb)
+        return (ga, gb, g if beta == 1.0 else g * beta)  # c's broadcast is summed by autodiff
+
+
+# ---- softmax -------------------------------------------------------------------------------------
+
+def _np_softmax(x, axis):
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def _np_logsumexp(x, axis, keepdims=False):
+    m = np.max(x, axis=axis, keepdims=True)
+    out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    return out if keepdims else np.squeeze(out, axis)
+
+
+@register
+class softmax(Op):
+    """y = exp(x - max x) / sum(exp(x - max x)) along `axis`"""
+
+    def infer(self, x, axis=-1):
+        require_float(x)
+        norm_axis(axis, x.rank)
+        return x
+
+    def cost(self, x, *, y, axis=-1):
+        """A max, a subtract, an exp, a sum and a divide per element."""
+        return 5 * static_numel(y)
+
+    def ref(self, x, axis=-1):
+        return _np_softmax(x, axis).astype(x.dtype, copy=False)
+
+    def onnx(self, e, x, axis=-1):
+        return e.op("Softmax", [x], axis=norm_axis(axis, e.in_types[0].rank))
+
+    def tvm(self, e, x, axis=-1):
+        return e.R.nn.softmax(x, axis=norm_axis(axis, e.in_types[0].rank))
+
+    def vjp(self, g, x, *, y, axis=-1):
+        from ..frontends import dsl
+        return (y * (g - dsl.sum(g * y, axis, keepdims=True)),)
+
+
+# ---- size: the element count of some axes, read at run time ---------------------------------------
+
+@register
+class size(Op):
+    """y = prod(x.shape[a] for a in axes) as a scalar of `dtype` (read at run time when symbolic)"""
+    differentiable = False
+
+    def infer(self, x, axes=None, dtype="float32"):
+        norm_axes(axes, x.rank)
+        return TensorType((), dtype)
+
+    def cost(self, *xs, y, **attrs):
+        """No arithmetic on x: its shape only."""
+        return 0
+
+    def ref(self, x, axes=None, dtype="float32"):
+        ax = norm_axes(axes, x.ndim)
+        return np.asarray(int(np.prod([x.shape[a] for a in ax], dtype=np.int64)), dtype)
+
+    def onnx(self, e, x, axes=None, dtype="float32"):
+        shape = e.in_types[0].shape
+        dims = [shape[a] for a in norm_axes(axes, len(shape))]
+        if all(isinstance(d, int) for d in dims):
+            return e.const(np.asarray(int(np.prod(dims, dtype=np.int64)), dtype))
+        # shape_tensor reads each symbol once per model (cached), however many sizes use it
+        n = e.op("Cast", [e.shape_tensor(dims)], to=e.onnx_dtype(dtype))
+        return e.op("ReduceProd", [n], keepdims=0)
+
+    def tvm(self, e, x, axes=None, dtype="float32"):
+        ax = norm_axes(axes, e.in_types[0].rank)
+        tir = e.tir
+
+        def count(t):
+            n = tir.IntImm("int64", 1)
+            for a in ax:
+                n = n * t.shape[a]
+            return e.te.compute((), lambda: tir.Cast(dtype, n), name="size")
+        return e.emit_te(count, x)
+
+
+# ---- losses --------------------------------------------------------------------------------------
+
+@register
+class softmax_cross_entropy(Op):
+    """y = reduce(logsumexp(z, -1) - sum(q * z, -1)); = -sum(q * log_softmax(z)) where rows of q sum to 1"""
+    arity = 2
+
+    def infer(self, z, q, reduction="none"):
+        require_float(z)
+        if reduction not in _REDUCTIONS:
+            raise ValueError(f"reduction must be one of {', '.join(_REDUCTIONS)}, got {reduction!r}")
+        if z.rank < 1 or q.shape != z.shape or q.dtype != z.dtype:
+            raise ValueError(f"needs logits and targets of one shape and dtype, got {fmt_shape(z)} "
+                             f"{z.dtype} and {fmt_shape(q)} {q.dtype}")
+        return TensorType(z.shape[:-1] if reduction == "none" else (), z.dtype)
+
+    def cost(self, z, q, *, y, reduction="none"):
+        """About six operations per logit (max, exp, sum, log, multiply, sum)."""
+        return 6 * static_numel(z)
+
+    def ref(self, z, q, reduction="none"):
+        rows = _np_logsumexp(z, -1) - np.sum(q * z, axis=-1)
+        out = rows if reduction == "none" else rows.mean() if reduction == "mean" else rows.sum()
+        return np.asarray(out).astype(z.dtype, copy=False)
+
+    def onnx(self, e, z, q, reduction="none"):
+        last = e.const(np.array([e.in_types[0].rank - 1], np.int64))
+        lse = e.op("ReduceLogSumExp", [z, last], keepdims=0)
+        rows = e.op("Sub", [lse, e.op("ReduceSum", [e.op("Mul", [q, z]), last], keepdims=0)])
+        if reduction == "none" or e.in_types[0].rank == 1:
+            return rows
+        return e.op("ReduceMean" if reduction == "mean" else "ReduceSum", [rows], keepdims=0)
+
+    def tvm(self, e, z, q, reduction="none"):
+        R = e.R
+        last = e.in_types[0].rank - 1
+        m = R.max(z, axis=[last], keepdims=True)
+        lse = R.add(R.log(R.sum(R.exp(R.subtract(z, m)), axis=[last], keepdims=True)), m)
+        rows = R.subtract(R.squeeze(lse, axis=[last]), R.sum(R.multiply(q, z), axis=[last]))
+        if reduction == "none" or last == 0:
+            return rows
+        return R.mean(rows) if reduction == "mean" else R.sum(rows)
+
+    def vjp(self, g, z, q, *, y, reduction="none"):
+        from ..frontends import dsl
+        if reduction == "none":
+            s = dsl.expand_dims(g, -1)
+        elif reduction == "mean":
+            rows = tuple(range(z.ndim - 1))
+            s = g / dsl.apply("size", [z], {"axes": rows, "dtype": z.dtype}) if rows else g
+        else:
+            s = g
+        gz = (dsl.apply("softmax", [z], {"axis": -1}) - q) * s
+        return (gz, -(z * s))
+
+
+@register
+class bce_with_logits(Op):
+    """y = softplus(z) - z * t = max(z, 0) - z * t + log(1 + e^-|z|), broadcasting z and t"""
+    arity = 2
+
+    def infer(self, z, t):
+        require_float(z)
+        if z.dtype != t.dtype:
+            raise TypeError(f"dtypes {z.dtype} and {t.dtype} differ; cast one explicitly")
+        try:
+            return TensorType(broadcast_shapes(z.shape, t.shape), z.dtype)
+        except ValueError as exc:
+            raise ValueError(f"{fmt_shape(z)} and {fmt_shape(t)}: {exc}") from None
+
+    def cost(self, z, t, *, y):
+        """About seven operations per element (abs, exp, log1p, max, multiply, two adds)."""
+        return 7 * static_numel(y)
+
+    def ref(self, z, t):
+        out = np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
+        return np.asarray(out).astype(z.dtype, copy=False)
+
+    def onnx(self, e, z, t):
+        # onnxruntime's Softplus is the stable two-sided form (no overflow for large z)
+        return e.op("Sub", [e.op("Softplus", [z]), e.op("Mul", [z, t])])
+
+    def tvm(self, e, z, t):
+        R, dt = e.R, e.out_type.dtype
+        soft = R.add(R.nn.relu(z), R.log(R.add(e.scalar(1.0, dt), R.exp(R.negative(R.abs(z))))))
+        return R.subtract(soft, R.multiply(z, t))
+
+    def vjp(self, g, z, t, *, y):
+        from ..frontends import dsl
+        return (g * (dsl.sigmoid(z) - t), -(g * z))
+
+
+__all__ = ["gemm", "softmax", "size", "softmax_cross_entropy", "bce_with_logits"]
