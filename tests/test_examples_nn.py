@@ -70,6 +70,12 @@ def test_adding_problem_gru_solves_it_and_rnn_fails(tmp_path):
 
 
 @pytest.mark.slow
+def test_adding_problem_lstm_solves_it(tmp_path):
+    out = run("adding_problem", tmp_path, "--cells", "lstm", "--epochs", "5")
+    assert out["lstm"]["test_mse"] < 0.01
+
+
+@pytest.mark.slow
 def test_transformer_digits(tmp_path):
     out = run("transformer_digits", tmp_path, "--epochs", "10", "--layers", "1", "--lr", "5e-3")
     assert out["test_accuracy"] >= 0.95

@@ -58,6 +58,8 @@ class TvmEmitter:
         self.in_types: list[TensorType] = []
         self.out_type: TensorType | None = None
         self._tvm = tvm
+        #: SIMD width the rules may shape their loops for (graphc's schedules assume AVX2)
+        self.vector_bits = 256
 
     # ---- dims and types ------------------------------------------------------------------
     def sym(self, name: str):
@@ -96,6 +98,11 @@ class TvmEmitter:
     def emit(self, expr):
         """Binds `expr` to a dataflow variable (rules may return unbound expressions too)."""
         return expr if isinstance(expr, self.relax.Var) else self.bb.emit(expr)
+
+    def vector_lanes(self, value) -> int:
+        """Elements of `value`'s dtype per SIMD register of the CPU (8 float32 on AVX2)."""
+        bits = np.dtype(str(value.ty.dtype)).itemsize * 8
+        return max(self.vector_bits // bits, 1)
 
     @property
     def topi(self):

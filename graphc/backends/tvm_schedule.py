@@ -35,6 +35,8 @@ PIPELINE_VERSION = "graphc-tvm-3"
 TILE_ROWS = 4
 #: vector registers per tile row
 TILE_VECS = 2
+#: odd tile widths: unroll (for LLVM's SLP vectorizer) instead of explicit vectors
+ODD_UNROLL = True
 #: reduction block length: the right operand's (K_BLOCK x vector) panel stays in L1
 K_BLOCK = 256
 #: below this many output elements a loop is not worth spreading over threads
@@ -271,7 +273,12 @@ class TiledReduction(_Rule):
                     ix[i] % tile[i] if tile[i] > 1 else ix[i] * 0 for i in range(len(ix))],
                     assume_injective_transform=True)
         self._epilogue(sch, epilogue, None if padded else fused, target)
-        sch.vectorize(j_i)
+        if vec % lanes == 0 or not ODD_UNROLL:
+            sch.vectorize(j_i)
+        else:
+            # an odd width (a 14-wide conv row) as straight-line code for LLVM's SLP vectorizer;
+            # an explicit <14 x float> vector is split into many small operations
+            sch.unroll(j_i)
         if row is not None:
             sch.unroll(row)
         sch.parallel(fused)

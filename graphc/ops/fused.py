@@ -165,9 +165,14 @@ class size(Op):
         dims = [shape[a] for a in norm_axes(axes, len(shape))]
         if all(isinstance(d, int) for d in dims):
             return e.const(np.asarray(int(np.prod(dims, dtype=np.int64)), dtype))
-        # shape_tensor reads each symbol once per model (cached), however many sizes use it
-        n = e.op("Cast", [e.shape_tensor(dims)], to=e.onnx_dtype(dtype))
-        return e.op("ReduceProd", [n], keepdims=0)
+        # the sum of ones over the symbolic dims, times the static ones: ONNX importers (ours
+        # included) read Shape -> Cast as shape arithmetic, not as data. shape_tensor reads each
+        # symbol once per model (cached), however many sizes use it.
+        sym = [d for d in dims if not isinstance(d, int)]
+        static = int(np.prod([d for d in dims if isinstance(d, int)], dtype=np.int64))
+        ones = e.op("Expand", [e.const(np.ones((), dtype)), e.shape_tensor(sym)])
+        n = e.op("ReduceSum", [ones], keepdims=0)
+        return n if static == 1 else e.op("Mul", [n, e.const(np.asarray(static, dtype))])
 
     def tvm(self, e, x, axes=None, dtype="float32"):
         ax = norm_axes(axes, e.in_types[0].rank)

@@ -62,6 +62,26 @@ class conv2d(Op):
                     dilations=list(dilation), group=groups)
 
     def tvm(self, e, x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
+        o = e.in_types[1].shape[0]
+        if groups == 1 and tuple(dilation) == (1, 1) and o % e.vector_lanes(x) == 0:
+            # Channels-last output: the output channels become the vector lanes (a 14- or
+            # 10-wide image row makes an odd vector, which LLVM handles badly), the weight is
+            # read as (c, i, j, o) so that those lanes are contiguous; then back to NCHW.
+            te = e.te
+            (sh, sw), (ph, pw) = stride, padding
+            n_, _, oh, ow = e.out_type.shape
+            if ph or pw:
+                x = e.emit(e.R.nn.pad(x, [0, 0, 0, 0, ph, ph, pw, pw], "constant", 0.0))
+            wt = e.emit(e.R.permute_dims(w, [1, 2, 3, 0]))
+
+            def conv_nhwc(xt, wk):
+                c = te.reduce_axis((0, wk.shape[0]), name="c")
+                a = te.reduce_axis((0, wk.shape[1]), name="a")
+                b = te.reduce_axis((0, wk.shape[2]), name="b")
+                return te.compute((xt.shape[0], oh, ow, wk.shape[3]), lambda n, i, j, k: te.sum(
+                    xt[n, c, i * sh + a, j * sw + b] * wk[c, a, b, k], axis=[c, a, b]),
+                    name="conv2d_nhwc")
+            return e.R.permute_dims(e.emit_te(conv_nhwc, x, wt), [0, 3, 1, 2])
         return e.R.nn.conv2d(x, w, strides=tuple(stride), padding=tuple(padding),
                              dilation=tuple(dilation), groups=groups)
 

@@ -34,7 +34,8 @@ def test_leaves_shared_products_alone():
 
 
 def test_step_graph_has_no_weight_gradient_transposes():
-    sg = gc.training_step(gc.models.mlp((6, 5, 3), seed=0), optimizer=optim.SGD(0.1))
+    # fuse=False: with fusion the products are gemms (tests/passes/test_fuse.py checks those)
+    sg = gc.training_step(gc.models.mlp((6, 5, 3), seed=0), optimizer=optim.SGD(0.1), fuse=False)
     # every transpose left reads a weight (forward W.T) or a batch-major gradient, never a
     # weight-shaped product
     for n in sg.nodes:
