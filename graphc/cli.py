@@ -1,6 +1,8 @@
 """The `graphc` command.
 
-    graphc demo [lenet|mlp]          build, print, export and cross-check a model (default lenet)
+    graphc demo [mlp|lenet|mlp-forward]   mlp (default): train the digits MLP, report test
+                                     accuracy, plot the loss, export ONNX; lenet: build, print,
+                                     export LeNet-5 and cross-check onnxruntime vs numpy
     graphc show TARGET               print a graph and its summary; TARGET is a built-in model
                                      (lenet5, mlp, ...), path/to/file.py:function, a .graph
                                      text file written by print(graph), or an .onnx file

@@ -107,8 +107,14 @@ def test_cli_show_onnx_file(tmp_path, capsys):
 
 
 def test_console_entry_point_runs_the_demo(tmp_path):
-    """`python -m graphc.cli demo` in a fresh process (what `graphc demo` runs)."""
+    """`python -m graphc.cli demo` in a fresh process (what `graphc demo` runs): the default
+    demo trains the digits MLP; `demo lenet` is the forward cross-check."""
     proc = subprocess.run([sys.executable, "-m", "graphc.cli", "demo", "--quiet", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "OK: test accuracy" in proc.stdout
+    assert (tmp_path / "digits_mlp.onnx").exists()
+    proc = subprocess.run([sys.executable, "-m", "graphc.cli", "demo", "lenet", "--quiet", "--out",
+                           str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "OK: onnxruntime and the numpy reference agree" in proc.stdout
