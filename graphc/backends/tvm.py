@@ -10,7 +10,6 @@ device between calls.
 """
 from __future__ import annotations
 
-import logging
 from typing import Any, Sequence
 
 import numpy as np
@@ -24,9 +23,6 @@ from .lowering import check_lowering
 
 #: apache-tvm releases this backend was tested with (the Relax API differs in others)
 TVM_VERSIONS = (">=0.27.0", "<0.28")
-
-log = logging.getLogger("graphc.tvm")
-
 
 def _tvm():
     try:
@@ -217,8 +213,8 @@ def build(graph: Graph, target: Any = None, device: str = "cpu", cache: bool = T
         mod = tvm_cache.load(graph.name, key_parts, cache_dir)
         if mod is not None:
             return mod, {"cached": True}
-    # Lower first even on the cache path? No: a hit needs no lowering; misses lower here, so
-    # a missing lowering is still reported before any compiling.
+    # a hit needs no lowering; a miss lowers first, so a missing lowering is reported (all of
+    # them, with source lines) before anything is compiled
     irmod = lower_to_relax(graph)
     import time
     t0 = time.perf_counter()

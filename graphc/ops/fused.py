@@ -1,9 +1,10 @@
 """Fused primitives made by the fusion passes (graphc/passes/fuse_*.py), each with the full contract.
 
 A fused op replaces a composite the DSL built from smaller primitives. It lowers to one or a few
-library kernels (ONNX Gemm, Softmax, Softplus) and, more importantly, its `vjp` is the compact
-closed form (`softmax(z) - q`, `sigmoid(z) - t`, a Gemm with transA) instead of the chain rule
-through every piece of the composite.
+library kernels (ONNX Gemm, Softmax, LayerNormalization, Softplus) and, more importantly, its
+`vjp` is the compact closed form (`softmax(z) - q`, `sigmoid(z) - t`, a Gemm with transA)
+instead of the chain rule through every piece of the composite. `size` (an element count,
+read at run time for symbolic dims) is what the gradient of a mean divides by.
 """
 from __future__ import annotations
 
@@ -139,6 +140,71 @@ class softmax(Op):
     def vjp(self, g, x, *, y, axis=-1):
         from ..frontends import dsl
         return (y * (g - dsl.sum(g * y, axis, keepdims=True)),)
+
+
+# ---- layer norm ----------------------------------------------------------------------------------
+
+@register
+class layer_norm(Op):
+    """y = (x - mean x) / sqrt(var x + eps) * w + b over axes axis..rank-1 (w, b optional, in order)"""
+    arity = None
+
+    def infer(self, x, *wb, axis=-1, eps=1e-5):
+        require_float(x)
+        a = norm_axis(axis, x.rank)
+        norm_shape = x.shape[a:]
+        if not all(isinstance(d, int) for d in norm_shape):
+            raise ValueError(f"the normalized dims {norm_shape} of {fmt_shape(x)} must be static")
+        if len(wb) > 2 or any(t.shape != norm_shape or t.dtype != x.dtype for t in wb):
+            raise ValueError(f"weight and bias must be {x.dtype} of the normalized shape "
+                             f"{norm_shape}, got " + ", ".join(f"{fmt_shape(t)} {t.dtype}" for t in wb))
+        return x
+
+    def cost(self, x, *wb, y, **attrs):
+        """About eight operations per element (two means, center, square, scale, affine)."""
+        return 8 * static_numel(y)
+
+    def ref(self, x, *wb, axis=-1, eps=1e-5):
+        ax = tuple(range(norm_axis(axis, x.ndim), x.ndim))
+        xc = x - x.mean(axis=ax, keepdims=True)
+        y = xc / np.sqrt((xc * xc).mean(axis=ax, keepdims=True) + np.asarray(eps, x.dtype))
+        for t, f in zip(wb, (np.multiply, np.add)):
+            y = f(y, t)
+        return y.astype(x.dtype, copy=False)
+
+    def onnx(self, e, x, *wb, axis=-1, eps=1e-5):
+        t = e.in_types[0]
+        a = norm_axis(axis, t.rank)
+        scale = wb[0] if wb else e.const(np.ones(t.shape[a:], t.dtype))
+        return e.op("LayerNormalization", [x, scale, *wb[1:]], axis=a, epsilon=float(eps))
+
+    def tvm(self, e, x, *wb, axis=-1, eps=1e-5):
+        t = e.in_types[0]
+        a = norm_axis(axis, t.rank)
+        shape = t.shape[a:]
+        R, axes = e.R, list(range(a, t.rank))
+        if t.dtype == "float32":
+            w = wb[0] if wb else e.const(np.ones(shape, t.dtype))
+            b = wb[1] if len(wb) > 1 else e.const(np.zeros(shape, t.dtype))
+            return R.nn.layer_norm(x, w, b, axes=axes, epsilon=float(eps))
+        # TVM 0.27's layer_norm kernel is float32/float16 only: spell it out for float64
+        xc = R.subtract(x, R.mean(x, axis=axes, keepdims=True))
+        var = R.mean(R.multiply(xc, xc), axis=axes, keepdims=True)
+        y = R.divide(xc, R.sqrt(R.add(var, e.scalar(eps, t.dtype))))
+        for v, f in zip(wb, (R.multiply, R.add)):
+            y = f(y, v)
+        return y
+
+    def vjp(self, g, x, *wb, y, axis=-1, eps=1e-5):
+        from ..frontends import dsl
+        ax = tuple(range(norm_axis(axis, x.ndim), x.ndim))
+        xc = x - dsl.mean(x, ax, keepdims=True)
+        sigma = dsl.sqrt(dsl.mean(xc * xc, ax, keepdims=True) + eps)
+        xhat = xc / sigma
+        gh = g * wb[0] if wb else g
+        # d xhat / dx projects out the mean and the xhat direction, then scales by 1/sigma
+        gx = (gh - dsl.mean(gh, ax, keepdims=True) - xhat * dsl.mean(gh * xhat, ax, keepdims=True)) / sigma
+        return (gx, g * xhat, g)[:1 + len(wb)]  # w's and b's broadcast is summed by autodiff
 
 
 # ---- size: the element count of some axes, read at run time ---------------------------------------
@@ -278,4 +344,4 @@ class bce_with_logits(Op):
         return (g * (dsl.sigmoid(z) - t), -(g * z))
 
 
-__all__ = ["gemm", "softmax", "size", "softmax_cross_entropy", "bce_with_logits"]
+__all__ = ["gemm", "softmax", "layer_norm", "size", "softmax_cross_entropy", "bce_with_logits"]

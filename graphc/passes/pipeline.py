@@ -54,6 +54,7 @@ def _load_builtin_passes() -> None:
     # imported lazily: the pass modules import the DSL, which must not import us at load time
     from . import eliminate_common_subexpressions, eliminate_dead_code, fold_constants  # noqa: F401
     from . import simplify_algebra  # noqa: F401
+    from . import fuse_gemm, fuse_layer_norm, fuse_losses, fuse_softmax  # noqa: F401
 
 
 PassSpec = Union[str, PassFn]

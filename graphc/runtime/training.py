@@ -192,9 +192,10 @@ def training_step(loss_graph: Graph, params: Any = None, optimizer: Optimizer | 
         clip_grad_norm: clip the gradients to this global L2 norm first (adds a "grad_norm"
             output with the norm before clipping).
         simplify: run the simplification pipeline on the result.
-        fuse: run the fusion passes: fuse_losses and fuse_gemm on the loss graph before autodiff
-            (compact closed-form gradients), fuse_gemm again on the step graph (momentum into
-            the weight gradient's Gemm). Off, the step is the plain chain rule of the composites.
+        fuse: run the fusion passes: fuse_losses, fuse_softmax, fuse_layer_norm and fuse_gemm
+            on the loss graph before autodiff (compact closed-form gradients), fuse_gemm again on the step graph
+            (momentum into the weight gradient's Gemm). Off, the step is the plain chain rule of
+            the composites.
 
     Returns:
         The step graph; `graph.meta["training"]` is its TrainingSpec.
@@ -280,8 +281,10 @@ def training_step(loss_graph: Graph, params: Any = None, optimizer: Optimizer | 
 def _fuse_forward(g: Graph) -> Graph:
     """The loss graph with fused losses and gemms, so autodiff derives their compact gradients."""
     from ..passes.fuse_gemm import fuse_gemm
+    from ..passes.fuse_layer_norm import fuse_layer_norm
     from ..passes.fuse_losses import fuse_losses
-    return fuse_gemm(fuse_losses(g))
+    from ..passes.fuse_softmax import fuse_softmax
+    return fuse_gemm(fuse_layer_norm(fuse_softmax(fuse_losses(g))))
 
 
 def _simplify(g: Graph, fuse: bool = False) -> Graph:

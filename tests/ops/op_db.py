@@ -526,6 +526,16 @@ def _softmax_samples(rng, dtype):
             Sample([_uniform(rng, (2, 3, 4), dtype)], {"axis": 1})]
 
 
+def _layer_norm_samples(rng, dtype):
+    x = _uniform(rng, (3, 5), dtype)
+    w, b = _uniform(rng, (5,), dtype), _uniform(rng, (5,), dtype)
+    return [Sample([x], {"axis": -1, "eps": 1e-5}, symbolic=[("N", 5)]),
+            Sample([x, w], {"axis": 1, "eps": 1e-3}, name="weight"),
+            Sample([_uniform(rng, (2, 3, 4), dtype), _uniform(rng, (3, 4), dtype),
+                    _uniform(rng, (3, 4), dtype)], {"axis": 1, "eps": 1e-5}, name="affine_2d",
+                   symbolic=[("N", 3, 4), (3, 4), (3, 4)])]
+
+
 def _size_samples(rng, dtype):
     return [Sample([_arr(rng, (3, 4), dtype)], {"axes": (0,), "dtype": dtype}, symbolic=[("N", 4)]),
             Sample([_arr(rng, (2, 3, 4), dtype)], {"axes": (0, 1), "dtype": dtype},
@@ -628,6 +638,7 @@ OP_DB: list[OpInfo] = [
     OpInfo("gemm", _gemm_samples),
     OpInfo("softmax", _softmax_samples),
     OpInfo("size", _size_samples),
+    OpInfo("layer_norm", _layer_norm_samples, tol={"float32": (1e-5, 1e-5)}),
     OpInfo("softmax_cross_entropy", _softmax_ce_samples,
            tol={"float32": (1e-5, 1e-5)}),
     OpInfo("bce_with_logits", _bce_samples),

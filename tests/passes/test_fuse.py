@@ -185,3 +185,60 @@ def test_fused_losses_differentiate_twice():
     for v in h0.meta["hvp_vectors"].values():
         feeds[v] = rng.normal(size=h0.value(v).type.shape)
     _close(_run(h0, feeds), _run(h1, feeds), "float64")
+
+
+def test_softmax_composite_becomes_the_primitive():
+    from graphc.passes.fuse_softmax import fuse_softmax
+    with gc.Graph("sm") as g:
+        x = g.input("x", ("N", 3, 4), "float64")
+        g.output(a=F.softmax(x, 1), b=F.softmax(x, -1), c=gc.exp(x) / gc.sum(gc.exp(x), (1, 2),
+                                                                              keepdims=True))
+    f = fuse_softmax(g)
+    assert [(n.op.name, n.attrs) for n in f.nodes if n.op.name == "softmax"] == [
+        ("softmax", {"axis": 1}), ("softmax", {"axis": 2})]
+    assert f.outputs["c"].producer.op.name == "div"  # no max shift, two axes: not this pattern
+    feeds = {"x": np.random.default_rng(0).normal(size=(2, 3, 4)) * 5}
+    _close(_run(g, feeds), _run(f, feeds), "float64")
+    _close(_run(g, feeds), _run(f, feeds, "onnxruntime"), "float32")
+
+
+def test_transformer_step_fuses_attention_softmax():
+    g = models.transformer_encoder(dtype="float64", seed=0)
+    fused, plain = (gc.training_step(g, optimizer=optim.Adam(1e-3), fuse=f) for f in (True, False))
+    assert "softmax" in _ops(fused) and len(fused.nodes) < len(plain.nodes)
+    feeds = models.example_feeds(g, batch=3)
+    a, b = gc.make_stepper(fused, "numpy"), gc.make_stepper(plain, "numpy")
+    for _ in range(2):
+        np.testing.assert_allclose(a.step(feeds, 1e-3)["loss"], b.step(feeds, 1e-3)["loss"], rtol=1e-10)
+
+
+def test_layer_norm_and_its_affine_part_become_one_op():
+    from graphc.passes.fuse_layer_norm import fuse_layer_norm
+    rng = np.random.default_rng(0)
+    with gc.Graph("ln") as g:
+        x = g.input("x", ("N", 3, 4), "float64")
+        w = g.param("w", init=rng.normal(size=(3, 4)))
+        b = g.param("b", init=rng.normal(size=(3, 4)))
+        full = F.layer_norm(x, (3, 4), w, b, eps=1e-3)
+        g.output(loss=gc.sum(full * gc.constant(rng.normal(size=(3, 4)))), full=full,
+                 plain=F.layer_norm(x, 4), bn=F.layer_norm(gc.transpose(x, (0, 2, 1)), 3, eps=0.5))
+    f = fuse_layer_norm(g)
+    lns = {k: v.producer for k, v in f.outputs.items() if k != "loss"}
+    assert all(n.op.name == "layer_norm" for n in lns.values())
+    assert (len(lns["full"].inputs), lns["full"].attrs) == (3, {"axis": 1, "eps": 1e-3})
+    assert (len(lns["plain"].inputs), lns["plain"].attrs["axis"]) == (1, 2)
+    assert lns["bn"].attrs["eps"] == 0.5
+    assert "sqrt" not in _ops(f)
+    feeds = {"x": rng.normal(size=(5, 3, 4)) * 3 + 1}
+    _close(_run(g, feeds), _run(f, feeds), "float64")
+    _close(_run(g, feeds), _run(f, feeds, "onnxruntime"), "float64")
+    gc.check_grads(f, feeds, of="loss", raise_on_fail=True)
+
+
+def test_batch_norm_statistics_are_not_taken_for_layer_norm():
+    from graphc.passes.fuse_layer_norm import fuse_layer_norm
+    with gc.Graph("bn") as g:
+        x = g.input("x", ("N", 4))
+        xc = x - gc.mean(x, 0, keepdims=True)
+        g.output(y=xc / gc.sqrt(gc.mean(xc * xc, 0, keepdims=True) + 1e-5))
+    assert "layer_norm" not in _ops(fuse_layer_norm(g))
