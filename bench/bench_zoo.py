@@ -198,7 +198,8 @@ def make_steps(workload: str, peers: tuple[str, ...], threads: int | None,
 
 
 def rate(step: Callable, seconds: float, min_steps: int = 3) -> float:
-    """Steps per second over about `seconds` wall-clock time (at least `min_steps` steps)."""
+    """Steps per second over about `seconds` of CLOCK (wall clock, or CPU time with
+    --single-thread), and at least `min_steps` steps."""
     n, t0 = 0, CLOCK()
     while True:
         step()
@@ -379,11 +380,11 @@ def write(text: str, key: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--workloads", default="W1,W2,W3,W4,W5")
+    ap.add_argument("--workloads", default="W1,W2,W3,W4,W5", help="comma-separated, of W1..W5")
     ap.add_argument("--peers", default=",".join(PEERS),
                     help="comma-separated subset of: " + ", ".join(PEERS))
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--seconds", type=float, default=1.0)
+    ap.add_argument("--repeats", type=int, default=5, help="interleaved rounds per workload")
+    ap.add_argument("--seconds", type=float, default=1.0, help="length of each timed run")
     ap.add_argument("--threads", type=int, default=None,
                     help="intra-op threads for onnxruntime and PyTorch (default: theirs)")
     ap.add_argument("--single-thread", action="store_true",
@@ -396,14 +397,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--profile", metavar="W", default=None,
                     help="onnxruntime's per-node profile of graphc's step for these workloads "
                          "(comma-separated), printed and written to bench/results.md")
-    ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--no-write", action="store_true", help="print only; leave results.md alone")
     args = ap.parse_args(argv)
     if args.profile:
         cmd = "python bench/bench_zoo.py " + " ".join(sys.argv[1:])
         parts = [f"### Where graphc's step spends its time (`{cmd.strip()}`)", "",
                  "onnxruntime's profiler, per-node kernel times (medians over steps 6-40), "
                  f"{'one thread' if SINGLE else 'default threads'}; load average "
-                 f"{os.getloadavg()[0]:.1f}.", ""]
+                 f"{os.getloadavg()[0]:.1f}. The profiler itself adds tens of microseconds per "
+                 "kernel (W3's step takes ~4x longer profiled): read the shares, not the "
+                 "absolute times.", ""]
         for w in args.profile.split(","):
             text = profile(w.strip(), threads=1 if SINGLE else args.threads)
             print(text, "\n", flush=True)

@@ -3,7 +3,10 @@
 Every peer starts from the same initial weights as graphc's model (a dict of numpy arrays keyed by
 graphc's parameter names, which follow PyTorch's state-dict names), trains on the same fixed batch
 with SGD momentum (lr 0.01, momentum 0.9, PyTorch's formulation b = m*b + g; p -= lr*b), so every
-implementation computes the same step and the first losses can be compared.
+implementation computes the same step and the first losses can be compared. Each peer is written
+the way its users would write it: PyTorch with nn.Linear / nn.Conv2d / nn.LSTM (its fused cell) /
+nn.TransformerEncoderLayer and torch.optim.SGD; JAX with jax.value_and_grad, the LSTM as a
+lax.scan over the time steps with the input projection done once, everything in one jax.jit.
 
 Each `make_*` returns a zero-argument `step()` closure doing one full training step (forward,
 backward, update) and returning the loss as a float, or None when the peer is not installed.

@@ -95,6 +95,17 @@ class TvmEmitter:
         """Binds `expr` to a dataflow variable (rules may return unbound expressions too)."""
         return expr if isinstance(expr, self.relax.Var) else self.bb.emit(expr)
 
+    def matmul_ta(self, x, y):
+        """x.T @ y for 2-D x (k, m) and y (k, n), reading x in place: no transposed copy, and
+        the rows of an output tile are contiguous in x."""
+        te = self.te
+
+        def matmul_ta(a, b):
+            k = te.reduce_axis((0, a.shape[0]), name="k")
+            return te.compute((a.shape[1], b.shape[1]),
+                              lambda i, j: te.sum(a[k, i] * b[k, j], axis=k), name="matmul")
+        return self.emit_te(matmul_ta, self.emit(x), self.emit(y))
+
     def vector_lanes(self, value) -> int:
         """Elements of `value`'s dtype per SIMD register of the CPU (8 float32 on AVX2)."""
         bits = np.dtype(str(value.ty.dtype)).itemsize * 8

@@ -78,8 +78,10 @@ class gemm(Op):
 
     def tvm(self, e, a, b, *c, trans_a=False, trans_b=False, alpha=1.0, beta=1.0):
         R, dt = e.R, e.out_type.dtype
-        y = R.matmul(R.permute_dims(a, [1, 0]) if trans_a else a,
-                     R.permute_dims(b, [1, 0]) if trans_b else b)
+        if trans_a:  # read a in place (a transposed copy of activations costs a full pass)
+            y = e.matmul_ta(a, R.permute_dims(b, [1, 0]) if trans_b else b)
+        else:  # b^T is copied: the matmul's vector loads want b's rows contiguous
+            y = R.matmul(a, R.permute_dims(b, [1, 0]) if trans_b else b)
         if alpha != 1.0:
             y = R.multiply(y, e.scalar(alpha, dt))
         if c:

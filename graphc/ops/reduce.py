@@ -154,16 +154,8 @@ class matmul(Op):
     def tvm(self, e, a, b):
         src = e.producer(a)
         if (e.in_types[0].rank == 2 and e.in_types[1].rank == 2 and src is not None
-                and src[0] == "relax.permute_dims"
-                and isinstance(e.in_types[0].shape[-1], int)):  # topi asserts a static reduce dim
-            # x.T @ b reads x in place: no transposed copy, and the tile's rows are contiguous
-            te = e.te
-
-            def matmul_ta(x, y):
-                k = te.reduce_axis((0, x.shape[0]), name="k")
-                return te.compute((x.shape[1], y.shape[1]),
-                                  lambda i, j: te.sum(x[k, i] * y[k, j], axis=k), name="matmul")
-            return e.emit_te(matmul_ta, src[1][0], b)
+                and src[0] == "relax.permute_dims"):
+            return e.matmul_ta(src[1][0], b)  # reads x in place, no transposed copy
         return e.R.matmul(a, b)
 
     def vjp(self, g, a, b, *, y):
