@@ -325,6 +325,8 @@ class Trainer:
         if outputs not in self._eval_exes:
             from .executable import compile
             g = prune(self._eval_graph(), outputs)
+            # evaluation graphs differ from the step graph and a TVM compile costs seconds each,
+            # so TVM training evaluates on onnxruntime (always installed); the values are the same
             backend = self.backend if self.backend != "tvm" else "onnxruntime"
             self._eval_exes[outputs] = compile(g, backend, self.device)
         return self._eval_exes[outputs]
