@@ -56,39 +56,3 @@ class NumpyExecutable(Executable):
         env = interpret(self.graph, feeds, bindings)
         return [env[v.name] for v in self.graph.outputs.values()]
 
-
-# ---- training: a Stepper on the reference interpreter (appended by the training runtime) ------
-
-from ..runtime.stepper import Stepper  # noqa: E402  (runtime.stepper does not import this module)
-
-
-class NumpyStepper(Stepper):
-    """Runs a training-step graph with the reference kernels; parameters stay in a dict of arrays."""
-
-    backend = "numpy"
-
-    def __init__(self, graph: Graph, device: str = "cpu", seed: int = 0):
-        super().__init__(graph, device, seed)
-        self._carried = {n: np.array(a, copy=True) for n, a in self.spec.initial.items()}
-
-    def _step(self, batch, lr):
-        feeds = dict(batch, **self._carried)
-        feeds[self.spec.step] = np.asarray(self.step_count, np.int64)
-        feeds[self.spec.lr] = lr
-        if self.spec.rng_seed:
-            feeds[self.spec.rng_seed] = np.asarray(self.seed, np.int64)
-        bindings = {}
-        for n in self.spec.batch:
-            for d, s in zip(self.graph.value(n).type.shape, batch[n].shape):
-                if isinstance(d, str) and d.isidentifier():
-                    bindings.setdefault(d, int(s))
-        env = interpret(self.graph, feeds, bindings)
-        outs = self.graph.outputs
-        self._carried = {src: env[outs[o].name] for o, src in self.spec.updates.items()}
-        return {m: env[outs[m].name] for m in self.spec.metrics}
-
-    def _get(self):
-        return {n: np.array(a, copy=True) for n, a in self._carried.items()}
-
-    def _set(self, values):
-        self._carried.update({n: np.array(a, copy=True) for n, a in values.items()})

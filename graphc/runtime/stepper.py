@@ -150,15 +150,11 @@ def make_stepper(graph: Graph, backend: str = "onnxruntime", device: str = "cpu"
     if backend == "numpy":
         if device != "cpu":
             raise ValueError("the numpy backend runs on the CPU only")
-        from ..backends.numpy_ref import NumpyStepper
-        return NumpyStepper(graph, device, seed, **options)
+        return ExecutableStepper(graph, device, seed, backend="numpy", **options)
     if backend == "onnxruntime":
         from ..backends.onnx import OrtStepper
         return OrtStepper(graph, device, seed, **options)
     if backend == "tvm":
-        from ..backends import tvm as tvm_backend
-        cls = getattr(tvm_backend, "TvmStepper", None)
-        if cls is None:  # no device-resident TVM stepper: run the compiled step via the host
-            return ExecutableStepper(graph, device, seed, backend="tvm", **options)
-        return cls(graph, device, seed, **options)
+        from ..backends.tvm import TvmStepper
+        return TvmStepper(graph, device, seed, **options)
     raise ValueError(f"unknown backend {backend!r}; choose numpy, onnxruntime or tvm")
