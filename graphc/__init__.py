@@ -26,17 +26,16 @@ from .ir import (FeedError, Graph, GraphBuildError, GraphcError, Node, TensorTyp
                  VerifyError, verify)
 from .runtime.executable import Executable, compile
 
-__version__ = "0.1.0"
+from . import inspect, models, optim  # gc.inspect.summary, gc.models.lenet5(), gc.optim.Adam
+from .backends.lowering import MissingLowering, check_lowering
+from .frontends import nn  # layers: `from graphc import nn`
+from .frontends.onnx_import import OnnxImportError, import_onnx
+from .ir.parser import ParseError, parse_graph
+from .passes.autodiff import AutodiffError, check_differentiable, grad, hvp, vjp
+from .passes.gradcheck import GradCheckError, GradCheckReport, check_grads
+from .passes.pipeline import Pipeline, PipelineReport, run_passes, simplify
+from .runtime import (EarlyStopping, History, NonFiniteLossError, Trainer, TrainingSpec,
+                      load_checkpoint, make_stepper, optimizer_graph, save_checkpoint,
+                      training_step)
 
-# ---- exports added by subsystems (one import line each; keep this marker) ----
-from . import inspect  # noqa: E402  (gc.inspect.summary(g, {"N": 128}), to_dot, to_html)
-from .frontends.onnx_import import OnnxImportError, import_onnx  # noqa: E402
-from .passes.autodiff import AutodiffError, check_differentiable, grad, hvp, vjp  # noqa: E402
-from .passes.gradcheck import GradCheckError, GradCheckReport, check_grads  # noqa: E402
-from .backends.lowering import MissingLowering, check_lowering  # noqa: E402
-from .frontends import nn  # noqa: E402  (layers: `from graphc import nn`)
-from . import optim  # noqa: E402
-from .runtime import (EarlyStopping, History, NonFiniteLossError, Trainer, TrainingSpec, load_checkpoint, make_stepper, optimizer_graph, save_checkpoint, training_step)  # noqa: E402,E501
-from .passes.pipeline import Pipeline, PipelineReport, run_passes, simplify  # noqa: E402
-from . import models  # noqa: E402  (reference models: gc.models.lenet5(), ...)
-from .ir.parser import ParseError, parse_graph  # noqa: E402
+__version__ = "0.1.0"
