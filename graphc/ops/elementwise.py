@@ -174,12 +174,15 @@ class Binary(Op):
     onnx_op = ""
     out_dtype: str | None = None
     allow_bool = False
+    float_only = False
 
     def infer(self, a: TensorType, b: TensorType) -> TensorType:
         if a.dtype != b.dtype:
             raise TypeError(f"dtypes {a.dtype} and {b.dtype} differ; cast one explicitly (gc.cast)")
         if a.dtype == "bool" and not self.allow_bool:
             raise TypeError("bool inputs; cast them to a number first")
+        if self.float_only:
+            require_float(a)
         try:
             shape = broadcast_shapes(a.shape, b.shape)
         except ValueError as exc:
@@ -254,11 +257,7 @@ class div(Binary):
 class pow(Binary):
     """z = a ** b"""
     onnx_op = "Pow"
-
-    def infer(self, a, b):
-        t = super().infer(a, b)
-        require_float(t)
-        return t
+    float_only = True
 
     fn = staticmethod(np.power)
 
@@ -489,11 +488,7 @@ class constant(Op):
 class safe_mul(Binary):
     """z = a * b, but 0 wherever a == 0 (so 0 * inf = 0: a zero cotangent stays zero)"""
     onnx_op = "Mul"
-
-    def infer(self, a, b):
-        t = super().infer(a, b)
-        require_float(t)
-        return t
+    float_only = True
 
     @staticmethod
     def fn(a, b):
