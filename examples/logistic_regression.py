@@ -61,7 +61,7 @@ def export(graph, opt, train: dict, test: dict, out: str) -> None:
     os.makedirs(out, exist_ok=True)
     step = gc.training_step(graph, optimizer=opt)
     gc.export_onnx(step, os.path.join(out, "step.onnx"))
-    spec = step.meta["training"]
+    spec = step.spec
     np.savez(os.path.join(out, "init.npz"), **spec.initial)
     np.savez(os.path.join(out, "data.npz"), x_train=train["x"], y_train=train["y"], x_test=test["x"],
              y_test=test["y"])

@@ -50,7 +50,7 @@ class Problem:
         self.d = x.shape[1]
         self.grad = gc.compile(gc.grad(self.graph, wrt=["w", "b"]), backend)
         h = gc.hvp(self.graph, wrt=["w", "b"])
-        self.vec = h.meta["hvp_vectors"]
+        self.vec = h.role_targets(gc.Role.TANGENT)
         self.hvp_exe = gc.compile(h, backend)
         self.hvp_calls = 0
 

@@ -22,18 +22,22 @@ from .frontends.functional import (avg_pool2d, binary_cross_entropy_with_logits,
                                    zeros_like)
 from .frontends.initializers import manual_seed
 from .frontends.trace import Function, Spec, function, spec
-from .ir import (FeedError, Graph, GraphBuildError, GraphcError, Node, TensorType, Value,
-                 VerifyError, verify)
+from .ir import (FeedError, Graph, GraphBuildError, GraphcError, Node, Role, TensorType,
+                 TrainingProgram, Value, VerifyError, verify)
 from .runtime.executable import Executable, compile
 
 from . import inspect, models, optim  # gc.inspect.summary, gc.models.lenet5(), gc.optim.Adam
+from .backends.base import (Backend, available_backends, get_backend, register_backend,
+                            unregister_backend)
+from .backends.executable import bind_feeds
 from .backends.lowering import MissingLowering, check_lowering
 from .frontends import nn  # layers: `from graphc import nn`
 from .frontends.onnx_import import OnnxImportError, import_onnx
-from .ir.parser import ParseError, parse_graph
+from .frontends.parser import ParseError, parse_graph
 from .passes.autodiff import AutodiffError, check_differentiable, grad, hvp, vjp
-from .passes.gradcheck import GradCheckError, GradCheckReport, check_grads
-from .passes.pipeline import Pipeline, PipelineReport, run_passes, simplify
+from .runtime.gradcheck import GradCheckError, GradCheckReport, check_grads
+from .passes.pipeline import (Pipeline, PipelineReport, get_pipeline, register_pipeline, run_passes,
+                              simplify)
 from .runtime import (EarlyStopping, History, NonFiniteLossError, Trainer, TrainingSpec,
                       load_checkpoint, make_stepper, optimizer_graph, save_checkpoint,
                       training_step)

@@ -36,7 +36,7 @@ def load_graph(target: str) -> Any:
     if target in models.MODELS:
         return models.MODELS[target]()
     if target.endswith((".graph", ".txt")) and Path(target).is_file():
-        from .ir.parser import parse_graph
+        from .frontends.parser import parse_graph
         return parse_graph(Path(target).read_text())
     path, sep, func = target.rpartition(":")
     if not sep or not path.endswith(".py"):

@@ -10,7 +10,9 @@ from ..ir.errors import GraphcError
 from ..ir.graph import Graph, Node
 from ..ir.printer import node_in_context
 from ..ir.types import TensorType, parse_dim
-from ..runtime.executable import Executable
+from .base import Backend, register_backend
+from .executable import Executable
+from .stepper import Stepper
 
 DEFAULT_OPSET = 18
 IR_VERSION = 10  # onnxruntime 1.31 rejects onnx 1.23's default IR version 14
@@ -232,10 +234,7 @@ class OnnxExecutable(Executable):
         return self.session.run(self.output_names, feeds)
 
 
-# ---- training: a Stepper on onnxruntime with io binding (appended by the training runtime) ----
-
-from ..runtime.stepper import Stepper  # noqa: E402  (runtime.stepper does not import this module)
-
+# ---- training: a Stepper on onnxruntime with io binding ----------------------------------------
 
 class OrtStepper(Stepper):
     """Runs a training-step graph on onnxruntime; parameters and state stay in OrtValues.
@@ -347,3 +346,25 @@ class OrtStepper(Stepper):
         cur = self._bufs[self._parity]
         for n, a in values.items():
             cur[n].update_inplace(np.ascontiguousarray(a, dtype=cur[n].numpy().dtype))
+
+
+class OnnxRuntimeBackend(Backend):
+    """onnxruntime, CPU or CUDA: graphs lowered to standard ONNX; training state in OrtValues."""
+
+    name = "onnxruntime"
+    aliases = ("onnx",)
+    devices = ("cpu", "cuda")
+    lowering_rule = "onnx"
+
+    def compile(self, graph: Graph, device: str = "cpu", **options: Any) -> Executable:
+        return OnnxExecutable(graph, device=device, **options)
+
+    def stepper(self, graph: Graph, device: str = "cpu", seed: int = 0, **options: Any) -> Stepper:
+        return OrtStepper(graph, device, seed, **options)
+
+    def available_devices(self) -> list[str]:
+        import onnxruntime as ort
+        return ["cpu"] + (["cuda"] if "CUDAExecutionProvider" in ort.get_available_providers() else [])
+
+
+register_backend(OnnxRuntimeBackend())

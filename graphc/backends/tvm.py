@@ -18,8 +18,10 @@ from ..ir.errors import GraphcError
 from ..ir.graph import Graph
 from ..ir.printer import node_in_context
 from ..ir.types import TensorType, parse_dim
-from ..runtime.executable import Executable
-from .lowering import check_lowering
+from ..ir.roles import Role
+from .base import Backend, register_backend
+from .executable import Executable
+from .stepper import Stepper
 
 #: apache-tvm releases this backend was tested with (the Relax API differs in others)
 TVM_VERSIONS = (">=0.27.0", "<0.28")
@@ -138,7 +140,7 @@ def lower_to_relax(graph: Graph):
 
     Raises GraphcError naming every op without a TVM lowering before emitting anything.
     """
-    check_lowering(graph, backend="tvm", raise_on_missing=True)
+    TvmBackend().check_lowering(graph, raise_on_missing=True)
     e = TvmEmitter(graph)
     relax = e.relax
     env: dict[str, Any] = {}
@@ -289,12 +291,7 @@ class TvmExecutable(Executable):
 
 # ---- training ----------------------------------------------------------------------------------
 
-def _stepper_base():
-    from ..runtime.stepper import Stepper
-    return Stepper
-
-
-class TvmStepper(_stepper_base()):
+class TvmStepper(Stepper):
     """Runs a training-step graph on TVM; parameters and optimizer state stay TVM arrays.
 
     Each step passes the carried arrays straight back in as the next step's inputs (the VM
@@ -318,17 +315,16 @@ class TvmStepper(_stepper_base()):
         put = self.exe.to_device
         self._carried = {n: put(spec.initial[n]) for n in spec.carried}
         self._seed = put(np.asarray(self.seed, np.int64))
-        # per input: where its value comes from each step
+        # per input, in order: where its value comes from each step, by its role
+        kinds = {Role.DATA: "batch", Role.GRADIENT: "batch", Role.STEP: "step", Role.LR: "lr",
+                 Role.RNG_SEED: "seed", Role.PARAM: "carried", Role.BUFFER: "carried",
+                 Role.OPTIMIZER_STATE: "carried"}
         self._sources = []
         for v in graph.inputs:
-            n = v.name
-            kind = ("carried" if n in self._carried else "batch" if n in spec.batch else
-                    "step" if n == spec.step else "lr" if n == spec.lr else
-                    "seed" if n == spec.rng_seed else None)
-            if kind is None:
-                raise GraphcError(f"training step {graph.name!r}: input {n!r} has no role "
-                                  "(not batch, parameter, state, step, lr or seed)")
-            self._sources.append((kind, n))
+            if v.role not in kinds:
+                raise GraphcError(f"training step {graph.name!r}: input {v.name!r} has role "
+                                  f"{v.role}, which a training step does not feed")
+            self._sources.append((kinds[v.role], v.name))
         index = {name: i for i, name in enumerate(graph.outputs)}
         self._updates = [(index[o], src) for o, src in spec.updates.items()]
         self._metrics = [(m, index[m]) for m in spec.metrics]
@@ -351,3 +347,20 @@ class TvmStepper(_stepper_base()):
 
     def _set(self, values):
         self._carried.update({n: self.exe.to_device(a) for n, a in values.items()})
+
+
+class TvmBackend(Backend):
+    """Apache TVM Relax compiled with LLVM (or CUDA); training state stays in TVM arrays."""
+
+    name = "tvm"
+    devices = ("cpu", "cuda")
+    lowering_rule = "tvm"
+
+    def compile(self, graph: Graph, device: str = "cpu", **options: Any) -> Executable:
+        return TvmExecutable(graph, device=device, **options)
+
+    def stepper(self, graph: Graph, device: str = "cpu", seed: int = 0, **options: Any) -> Stepper:
+        return TvmStepper(graph, device, seed, **options)
+
+
+register_backend(TvmBackend())

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..ir.errors import GraphBuildError, user_frame
-from ..ir.graph import Graph, Value, current_graph
+from ..ir.graph import Graph, Value, current_graph, set_value_adapter
 from ..ir.types import Dim, TensorType, canonical_dtype, dim_divide, dim_product, normalize_dim
 from ..ops.base import Op, get_op, norm_axis
 from ..ops.shape import INT_MAX
@@ -462,3 +462,7 @@ def random_uniform(seed, counter, shape, dtype: str = "float32") -> Tensor:
 def stop_gradient(x) -> Tensor:
     """x, with no gradient flowing back through it (marks the value for the autodiff pass)."""
     return apply("stop_gradient", [x])
+
+
+# Graph.input/param return Tensors and Graph.output accepts them (the IR does not import us)
+set_value_adapter(Tensor, lambda v, g: as_value(v, g))

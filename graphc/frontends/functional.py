@@ -10,6 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..ir.errors import GraphBuildError, user_frame
+from ..ir.roles import RNG_COUNTER_NAME, RNG_SEED_NAME, Role
 from . import dsl
 from .dsl import Tensor, _tensor, apply
 
@@ -115,10 +116,12 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, count_include_pad: bool =
 def rng_inputs(graph=None) -> tuple[Tensor, Tensor]:
     """The graph's (rng_seed, rng_step) int64 scalar inputs, declared on first use."""
     g = graph or dsl._graph_for([])
-    if not g.has_value("rng_seed"):
-        g.add_input("rng_seed", dsl.TensorType((), "int64"))
-        g.add_input("rng_step", dsl.TensorType((), "int64"))
-    return Tensor(g.value("rng_seed")), Tensor(g.value("rng_step"))
+    seed, counter = g.role_input(Role.RNG_SEED), g.role_input(Role.RNG_COUNTER)
+    if seed is None:
+        seed = g.add_input(RNG_SEED_NAME, dsl.TensorType((), "int64"), Role.RNG_SEED)
+    if counter is None:
+        counter = g.add_input(RNG_COUNTER_NAME, dsl.TensorType((), "int64"), Role.RNG_COUNTER)
+    return Tensor(seed), Tensor(counter)
 
 
 def dropout(x, p: float = 0.5, training: bool = True, seed=None, step=None) -> Tensor:
@@ -135,8 +138,9 @@ def dropout(x, p: float = 0.5, training: bool = True, seed=None, step=None) -> T
     if seed is None or step is None:
         s, c = rng_inputs(x.graph)
         seed, step = seed if seed is not None else s, step if step is not None else c
-    site = x.graph.meta.get("rng_sites", 0)
-    x.graph.meta["rng_sites"] = site + 1
+    # each dropout site draws its own stream: the site number is how many draws the graph has
+    draw = dsl.get_op("random_uniform")
+    site = sum(1 for n in x.graph.nodes if n.op is draw)
     if site:
         seed = seed + dsl.constant(np.int64(site * 1000003), graph=x.graph)
     u = dsl.random_uniform(seed, step, x.shape, x.dtype)

@@ -312,7 +312,7 @@ class _Importer:
 
     def _fold(self, node: Any, ins: list[Val]) -> Any:
         """An op on constants only: evaluated now (symbolic dims by SYMBOLIC, else numpy)."""
-        from ..backends.numpy_ref import interpret
+        from ..ops.interpret import interpret
         if any(isinstance(v, np.ndarray) and v.dtype == object for v in ins):
             if node.op_type in SYMBOLIC:
                 return SYMBOLIC[node.op_type](_Ctx(self, node, ins), ins)

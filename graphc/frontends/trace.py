@@ -73,9 +73,9 @@ class Function:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if any(isinstance(a, Tensor) for a in list(args) + list(kwargs.values())):
             return self.fn(*args, **kwargs)
-        from ..runtime.executable import compile
+        from .eager import run_eagerly
         feeds = dict(zip(self.arg_names, args), **kwargs)
-        out = compile(self.graph, "numpy")(**feeds)
+        out = run_eagerly(self.graph, feeds)
         return next(iter(out.values())) if len(out) == 1 else out
 
 

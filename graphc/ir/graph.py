@@ -8,13 +8,27 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import numpy as np
 
 from .errors import GraphBuildError, user_frame
+from .roles import Role
 from .types import Dim, TensorType, canonical_dtype
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..frontends.dsl import Tensor
     from ..ops.base import Op
+    from .program import TrainingProgram
 
 _GRAPH_STACK: list["Graph"] = []
+
+# The DSL, a layer above, tells the IR how to hand a Value to the user (as a Tensor) and how to
+# turn what the user passes to `Graph.output` (Tensors, numbers) into Values; the IR never
+# imports it. Without a DSL loaded, the conveniences speak plain Values.
+_wrap_value: Callable[["Value"], Any] = lambda v: v
+_to_value: Callable[[Any, "Graph"], "Value"] | None = None
+
+
+def set_value_adapter(wrap: Callable[["Value"], Any], to_value: Callable[[Any, "Graph"], "Value"]
+                      ) -> None:
+    """Registers the frontend's Value -> user object and user object -> Value conversions."""
+    global _wrap_value, _to_value
+    _wrap_value, _to_value = wrap, to_value
 
 
 def current_graph() -> "Graph | None":
@@ -23,14 +37,23 @@ def current_graph() -> "Graph | None":
 
 
 class Value:
-    """A typed value: a graph input, a parameter (with its initial data) or a node's output."""
+    """A typed value: a graph input, a parameter (with its initial data) or a node's output.
 
-    __slots__ = ("name", "type", "graph", "producer", "kind", "data")
+    Attributes:
+        kind: where it comes from: "input", "param" or "node".
+        role: what it is for (inputs and params; None for node outputs), see `Role`.
+        target: for COTANGENT / TANGENT / GRADIENT inputs, the name of the output or value it
+            pairs with; None otherwise.
+    """
+
+    __slots__ = ("name", "type", "graph", "producer", "kind", "data", "role", "target")
 
     def __init__(self, name: str, type: TensorType, graph: "Graph", kind: str,
-                 producer: "Node | None" = None, data: np.ndarray | None = None):
+                 producer: "Node | None" = None, data: np.ndarray | None = None,
+                 role: Role | None = None, target: str | None = None):
         self.name, self.type, self.graph, self.kind = name, type, graph, kind
         self.producer, self.data = producer, data
+        self.role, self.target = role, target
 
     @property
     def shape(self) -> tuple[Dim, ...]:
@@ -80,6 +103,12 @@ class Graph:
         self.params: list[Value] = []
         self.nodes: list[Node] = []
         self.outputs: dict[str, Value] = {}
+        #: output name -> name of the input or param whose value it replaces on the next run
+        #: (a buffer's new running statistics, a training step's new parameters and state)
+        self.updates: dict[str, str] = {}
+        #: the TrainingProgram of a training-step graph (made by `gc.training_step`), else None
+        self.spec: "TrainingProgram | None" = None
+        #: free-form annotations only; nothing in graphc reads a key of it to decide anything
         self.meta: dict[str, Any] = {}
         self._values: dict[str, Value] = {}
         self._counters: dict[str, int] = {}
@@ -145,19 +174,22 @@ class Graph:
         self._values[v.name] = v
         return v
 
-    def add_input(self, name: str, type: TensorType) -> Value:
+    def add_input(self, name: str, type: TensorType, role: Role = Role.DATA,
+                  target: str | None = None) -> Value:
+        """Appends a graph input of `type` playing `role`; GraphBuildError if the name is taken."""
         if name in self._values:
             raise GraphBuildError(f"{user_frame()}: graph {self.name!r} already has a value named {name!r}")
-        v = self._register(Value(name, type, self, "input"))
+        v = self._register(Value(name, type, self, "input", role=role, target=target))
         self.inputs.append(v)
         return v
 
-    def add_param(self, name: str, data: np.ndarray) -> Value:
+    def add_param(self, name: str, data: np.ndarray, role: Role = Role.PARAM) -> Value:
+        """Appends a parameter holding `data` (PARAM, or BUFFER for non-trained state)."""
         if name in self._values:
             raise GraphBuildError(f"{user_frame()}: graph {self.name!r} already has a value named {name!r}")
         data = np.asarray(data)
         t = TensorType(tuple(int(d) for d in data.shape), canonical_dtype(data.dtype))
-        v = self._register(Value(name, t, self, "param", data=data))
+        v = self._register(Value(name, t, self, "param", data=data, role=role))
         self.params.append(v)
         return v
 
@@ -179,17 +211,17 @@ class Graph:
         self._values[value.name] = value
 
     # ---- DSL conveniences ----------------------------------------------------------------------
-    def input(self, name: str, shape: tuple[Dim, ...], dtype: str = "float32") -> "Tensor":
-        """Declares a graph input; dims may be ints or symbols such as "N"."""
-        from ..frontends.dsl import Tensor
+    def input(self, name: str, shape: tuple[Dim, ...], dtype: str = "float32",
+              role: Role = Role.DATA) -> Any:
+        """Declares a graph input (a DSL Tensor); dims may be ints or symbols such as "N"."""
         try:
             t = TensorType(tuple(shape), dtype)
         except (TypeError, ValueError) as exc:
             raise GraphBuildError(f"{user_frame()}: input {name!r}: {exc}") from None
-        return Tensor(self.add_input(name, t))
+        return _wrap_value(self.add_input(name, t, role))
 
     def param(self, name: str, shape: tuple[int, ...] | None = None,
-              init: np.ndarray | Callable | None = None, dtype: str = "float32") -> "Tensor":
+              init: np.ndarray | Callable | None = None, dtype: str = "float32") -> Any:
         """Declares a trainable parameter holding its initial value.
 
         Args:
@@ -197,8 +229,10 @@ class Graph:
             shape: static shape; may be omitted when `init` is an array.
             init: a numpy array, an initializer `f(shape, dtype) -> array`, or None for zeros.
             dtype: used when `init` is not an array.
+
+        Returns:
+            The parameter as a DSL Tensor.
         """
-        from ..frontends.dsl import Tensor
         if isinstance(init, np.ndarray) or (init is not None and not callable(init)):
             data = np.asarray(init)
             if data.dtype == np.float64 and dtype == "float32" and not isinstance(init, np.ndarray):
@@ -212,20 +246,54 @@ class Graph:
             shape = tuple(int(d) for d in shape)
             data = (np.zeros(shape, canonical_dtype(dtype)) if init is None
                     else np.asarray(init(shape, canonical_dtype(dtype))))
-        return Tensor(self.add_param(name, data))
+        return _wrap_value(self.add_param(name, data))
+
+    def _as_value(self, v: Any) -> Value:
+        if isinstance(v, Value):
+            return v
+        if _to_value is None:
+            raise GraphBuildError(f"{user_frame()}: graph outputs are Values here (no DSL loaded), "
+                                  f"got {type(v).__name__}")
+        return _to_value(v, self)
 
     def output(self, *values: Any, **named: Any) -> None:
         """Marks graph outputs, positionally (named after the value) or by keyword."""
-        from ..frontends.dsl import as_value
         for v in values:
-            val = as_value(v, self)
+            val = self._as_value(v)
             self.outputs[val.name] = val
         for k, v in named.items():
-            self.outputs[k] = as_value(v, self)
-        # buffer updates ("state:<name>", made by nn layers while tracing) stay after the user's
-        # outputs, so the loss remains the first output
-        for k in [k for k in self.outputs if k.startswith("state:")]:
+            self.outputs[k] = self._as_value(v)
+        self._updates_last()
+
+    def set_update(self, key: str, value: Value, replaces: Value) -> None:
+        """Makes `value` the output `key` that replaces input/param `replaces` on the next run."""
+        if replaces.graph is not self or replaces.kind == "node":
+            raise GraphBuildError(f"{user_frame()}: output {key!r} can only replace an input or a "
+                                  f"parameter of graph {self.name!r}, not %{replaces.name}")
+        self.outputs.pop(key, None)
+        self.outputs[key] = value
+        self.updates[key] = replaces.name
+
+    def _updates_last(self) -> None:
+        # state updates stay after the user's outputs, so the loss remains the first output
+        for k in [k for k in self.outputs if k in self.updates]:
             self.outputs[k] = self.outputs.pop(k)
+
+    def with_role(self, *roles: Role) -> list[Value]:
+        """The inputs and params playing any of `roles`, inputs first, in declaration order."""
+        return [v for v in self.inputs + self.params if v.role in roles]
+
+    def role_targets(self, role: Role) -> dict[str, str]:
+        """{target: input name} for inputs of a pairing role (COTANGENT, TANGENT, GRADIENT)."""
+        return {v.target: v.name for v in self.inputs if v.role is role and v.target is not None}
+
+    def role_input(self, role: Role) -> Value | None:
+        """The one input playing `role` (seed, counter, step, lr), or None."""
+        found = [v for v in self.inputs if v.role is role]
+        if len(found) > 1:
+            raise GraphBuildError(f"graph {self.name!r} has {len(found)} {role} inputs: "
+                                  f"{', '.join(v.name for v in found)}")
+        return found[0] if found else None
 
     # ---- views ---------------------------------------------------------------------------------
     def values(self) -> list[Value]:
@@ -237,6 +305,24 @@ class Graph:
             for i in n.inputs:
                 out.setdefault(i, []).append(n)
         return out
+
+    def use_counts(self) -> dict[Value, int]:
+        """How many node inputs read each value (an output counts as one more use)."""
+        counts: dict[Value, int] = {v: 0 for v in self.values()}
+        for n in self.nodes:
+            for i in n.inputs:
+                counts[i] = counts.get(i, 0) + 1
+        for v in self.outputs.values():
+            counts[v] = counts.get(v, 0) + 1
+        return counts
+
+    def single_use(self) -> set[Value]:
+        """Values read by exactly one node and not graph outputs: safe to fuse into that node."""
+        return {v for v, c in self.use_counts().items() if c == 1 and v.producer is not None
+                and v not in self._output_set()}
+
+    def _output_set(self) -> set[Value]:
+        return set(self.outputs.values())
 
     def param_data(self) -> dict[str, np.ndarray]:
         return {p.name: p.data for p in self.params}
@@ -255,18 +341,73 @@ class Graph:
         return self
 
     # ---- copying ---------------------------------------------------------------------------------
-    def clone(self, name: str | None = None) -> tuple["Graph", dict[Value, Value]]:
-        """A deep copy of the structure (param data shared); returns (graph, old->new value map)."""
+    def clone(self, name: str | None = None, nodes: bool = True
+              ) -> tuple["Graph", dict[Value, Value]]:
+        """A copy of the structure, roles and updates (param data shared).
+
+        Args:
+            name: the copy's name (default: this graph's).
+            nodes: copy the nodes and outputs too; False gives the inputs and params alone, for
+                a pass that rebuilds the body with `copy_node`.
+
+        Returns:
+            (graph, old -> new value map).
+        """
         g = Graph(name or self.name)
+        g.meta = dict(self.meta)
+        g.spec = self.spec
+        vmap: dict[Value, Value] = {}
+        for v in self.inputs:
+            vmap[v] = g.add_input(v.name, v.type, v.role, v.target)
+        for v in self.params:
+            vmap[v] = g.add_param(v.name, v.data, v.role)
+        if nodes:
+            for n in self.nodes:
+                g.copy_node(n, vmap)
+            g.outputs = {k: vmap[v] for k, v in self.outputs.items()}
+            g.updates = dict(self.updates)
+        return g, vmap
+
+    def copy_node(self, n: Node, vmap: dict[Value, Value]) -> Value:
+        """Appends a copy of node `n` (of another graph) reading `vmap[input]`; records its output."""
+        out = self.add_node(n.op, [vmap[i] for i in n.inputs], n.attrs, n.output.type,
+                            n.output.name, n.source, n.origin)
+        vmap[n.output] = out
+        return out
+
+    def prune(self, outputs: "list[str]") -> "Graph":
+        """A copy computing only `outputs`, with only the inputs and params they need."""
+        missing = [o for o in outputs if o not in self.outputs]
+        if missing:
+            raise KeyError(f"graph {self.name!r} has no output {', '.join(map(repr, missing))}; "
+                           f"its outputs are {', '.join(self.outputs)}")
+        need: set[Value] = set()
+        stack = [self.outputs[o] for o in outputs]
+        while stack:
+            v = stack.pop()
+            if v not in need:
+                need.add(v)
+                if v.producer is not None:
+                    stack.extend(v.producer.inputs)
+        g = Graph(self.name)
         g.meta = dict(self.meta)
         vmap: dict[Value, Value] = {}
         for v in self.inputs:
-            vmap[v] = g.add_input(v.name, v.type)
+            if v in need:
+                vmap[v] = g.add_input(v.name, v.type, v.role, v.target)
         for v in self.params:
-            vmap[v] = g.add_param(v.name, v.data)
+            if v in need:
+                vmap[v] = g.add_param(v.name, v.data, v.role)
         for n in self.nodes:
-            out = g.add_node(n.op, [vmap[i] for i in n.inputs], n.attrs, n.output.type, n.output.name,
-                             n.source, n.origin)
-            vmap[n.output] = out
-        g.outputs = {k: vmap[v] for k, v in self.outputs.items()}
-        return g, vmap
+            if n.output in need:
+                g.copy_node(n, vmap)
+        g.outputs = {o: vmap[self.outputs[o]] for o in outputs}
+        g.updates = {o: s for o, s in self.updates.items() if o in g.outputs and s in
+                     {v.name for v in g.inputs + g.params}}
+        return g
+
+    def finish_copy(self, src: "Graph", vmap: dict[Value, Value]) -> "Graph":
+        """Sets outputs and updates from `src` through `vmap`, after a pass rebuilt the body."""
+        self.outputs = {k: vmap[v] for k, v in src.outputs.items()}
+        self.updates = dict(src.updates)
+        return self

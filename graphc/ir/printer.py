@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .graph import Graph, Node
+    from .graph import Graph, Node, Value
+    from .roles import Role
 
 
 def format_attr(v: Any) -> str:
@@ -35,15 +36,30 @@ def format_node(node: "Node") -> str:
     return f"{text:<72}  # {' | '.join(notes)}" if notes else text
 
 
+def format_role(v: "Value", default: "Role") -> str:
+    """' @role' or ' @role(target)' for a value whose role is not the default; '' otherwise."""
+    if v.role is None or v.role is default:
+        return ""
+    return f" @{v.role.value}" + (f"({v.target})" if v.target is not None else "")
+
+
 def format_graph(g: "Graph", mark: "Node | None" = None) -> str:
-    """The whole graph as text; `mark` flags one node with an arrow."""
-    ins = ", ".join(f"%{v.name}: {v.type}" for v in g.inputs)
+    """The whole graph as text; `mark` flags one node with an arrow.
+
+    Inputs and params that play a role other than the default (data, param) say so after their
+    type (`%lr: f32[] @lr`, `param %bn.running_mean: f32[4] @buffer`); an output that replaces
+    state names what it replaces (`new.w=%w_1 @updates(w)`).
+    """
+    from .roles import Role
+    ins = ", ".join(f"%{v.name}: {v.type}{format_role(v, Role.DATA)}" for v in g.inputs)
     lines = [f"graph {g.name}({ins}) {{"]
     for p in g.params:
-        lines.append(f"  param %{p.name}: {p.type}")
+        lines.append(f"  param %{p.name}: {p.type}{format_role(p, Role.PARAM)}")
     for n in g.nodes:
         lines.append(("> " if n is mark else "  ") + format_node(n))
-    outs = ", ".join(f"{k}=%{v.name}" if k != v.name else f"%{v.name}" for k, v in g.outputs.items())
+    outs = ", ".join((f"{k}=%{v.name}" if k != v.name else f"%{v.name}")
+                     + (f" @updates({g.updates[k]})" if k in g.updates else "")
+                     for k, v in g.outputs.items())
     lines.append(f"  return {outs}")
     lines.append("}")
     return "\n".join(lines)

@@ -2,4 +2,4 @@
 from .pipeline import (DEFAULT_PIPELINE, PASSES, Pipeline, PipelineReport, get_pass,  # noqa: F401
                        register_pass, run_passes, simplify)
 from .autodiff import AutodiffError, check_differentiable, grad, hvp, vjp  # noqa: F401,E402
-from .gradcheck import GradCheckError, GradCheckReport, check_grads  # noqa: F401,E402
+

@@ -20,6 +20,7 @@ from ..frontends.dsl import Tensor
 from ..ir.errors import GraphcError
 from ..ir.graph import Graph, Node, Value
 from ..ir.printer import node_in_context
+from ..ir.roles import Role
 from ..ir.types import TensorType, broadcast_shapes
 from ..ir.verify import verify
 
@@ -66,8 +67,7 @@ def _where_defined(v: Value) -> str:
 
 def _resolve_wrt(graph: Graph, wrt: Any) -> list[Value]:
     if wrt is None:  # nn buffers (batch-norm running statistics) are state, not trainable
-        vals = [p for p in graph.params
-                if p.type.is_float and p.name not in graph.meta.get("buffers", ())]
+        vals = [p for p in graph.params if p.type.is_float and p.role is Role.PARAM]
         if not vals:
             raise AutodiffError(f"graph {graph.name!r} has no float parameters; name the values to "
                                 "differentiate with wrt=[...]")
@@ -306,8 +306,8 @@ def _finish(g: Graph, start: int, simplify: bool) -> Graph:
     _drop_unused(g, start)
     verify(g)
     if simplify:
-        from .pipeline import simplify as run_simplify  # late: the pipeline's passes use the DSL
-        g = run_simplify(g)
+        from .pipeline import get_pipeline  # late: the pipeline's passes use the DSL
+        g = get_pipeline("simplify")(g)
     return g
 
 
@@ -365,10 +365,11 @@ def grad(graph: Graph, wrt: Any = None, of: Any = None, *, simplify: bool = True
     return _finish(g, start, simplify)
 
 
-def _cotangent_value(g: Graph, spec: Any, like: Value, input_name: str) -> Value:
-    """A new graph input (spec None) or a constant (an array) of `like`'s type."""
+def _cotangent_value(g: Graph, spec: Any, like: Value, input_name: str, role: Role,
+                     target: str) -> Value:
+    """A new `role` input pairing with `target` (spec None) or a constant (an array) of `like`'s type."""
     if spec is None:
-        return g.add_input(g.unique_name(input_name), like.type)
+        return g.add_input(g.unique_name(input_name), like.type, role, target)
     arr = np.asarray(spec, dtype=like.type.dtype)
     with g, g.origin(f"cotangent of {like.name}"):
         c = dsl.constant(arr)
@@ -396,9 +397,9 @@ def vjp(graph: Graph, wrt: Any = None, cotangents: Any = None, *, simplify: bool
         name: the new graph's name (default `<name>_vjp`).
 
     Returns:
-        A Graph with the original inputs plus the cotangent inputs (their names are listed in
-        `graph.meta["cotangent_inputs"]`, by output), and outputs: the original outputs, then
-        `d_<name>` per `wrt` entry.
+        A Graph with the original inputs plus the cotangent inputs (role `Role.COTANGENT`;
+        `graph.role_targets(Role.COTANGENT)` maps each output to its input), and outputs: the
+        original outputs, then `d_<name>` per `wrt` entry.
     """
     if cotangents is None:
         cotangents = {k: None for k, v in graph.outputs.items() if v.type.is_float}
@@ -413,21 +414,17 @@ def vjp(graph: Graph, wrt: Any = None, cotangents: Any = None, *, simplify: bool
         if not graph.outputs[k].type.is_float:
             raise AutodiffError(f"cotangents: output {k!r} is {graph.outputs[k].type}; only float "
                                 "outputs have cotangents")
-    names: dict[str, str] = {}
-
     def seeds(g, vmap):
         out = []
         for k, spec in cotangents.items():
             v = vmap[graph.outputs[k]]
-            c = _cotangent_value(g, spec, v, f"d_{k}")
-            names[k] = c.name
+            c = _cotangent_value(g, spec, v, f"d_{k}", Role.COTANGENT, k)
             out.append((v, c))
         return out
 
     g, wrt_vals, grads, start = _differentiate(graph, wrt, seeds, name or f"{graph.name}_vjp")
     for v, c in zip(wrt_vals, grads):
         g.outputs[_out_key(g.outputs, f"d_{v.name}")] = c
-    g.meta["cotangent_inputs"] = names
     return _finish(g, start, simplify)
 
 
@@ -439,7 +436,8 @@ def hvp(graph: Graph, wrt: Any = None, vectors: Any = None, of: Any = None, *,
         graph: the forward graph with a scalar output `of` (default: the first).
         wrt: as for `grad`.
         vectors: the vector v, one part per `wrt` entry: None (each part a new graph input named
-            `v_<name>`, listed in `graph.meta["hvp_vectors"]`), or a dict by name / list in `wrt`
+            `v_<name>` with role `Role.TANGENT`: `graph.role_targets(Role.TANGENT)` maps each
+            `wrt` name to it), or a dict by name / list in `wrt`
             order of arrays (constants), or of None for an input.
         simplify: run the default simplification pipeline on the result.
         name: the new graph's name (default `<name>_hvp`).
@@ -466,12 +464,10 @@ def hvp(graph: Graph, wrt: Any = None, vectors: Any = None, of: Any = None, *,
     start = len(g.nodes)
     wrt_vals = [g.value(v.name) for v in wrt_src]
     d_keys = list(g.outputs)[len(graph.outputs):]
-    names: dict[str, str] = {}
     with g, g.origin("hvp: <grad, v>"):
         total = None
         for v, key, spec in zip(wrt_vals, d_keys, vectors):
-            vec = _cotangent_value(g, spec, v, f"v_{v.name}")
-            names[v.name] = vec.name
+            vec = _cotangent_value(g, spec, v, f"v_{v.name}", Role.TANGENT, v.name)
             term = dsl.sum(Tensor(g.outputs[key]) * Tensor(vec))
             total = term if total is None else total + term
         one = dsl.constant(np.ones((), total.dtype))
@@ -483,5 +479,4 @@ def hvp(graph: Graph, wrt: Any = None, vectors: Any = None, of: Any = None, *,
         elif c in bw.created:
             g.rename(c, f"hvp_{v.name}")
         g.outputs[f"hvp_{v.name}"] = c
-    g.meta["hvp_vectors"] = names
     return _finish(g, start, simplify)

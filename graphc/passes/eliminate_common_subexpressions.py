@@ -12,7 +12,7 @@ import numpy as np
 
 from ..ir.graph import Graph, Value
 from .pipeline import register_pass
-from .rewrite import copy_node, new_frame, set_outputs
+from ..ir.rebuild import copy_node, new_frame, set_outputs
 
 
 def freeze(v: Any) -> Hashable:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ..ir.graph import Graph, Node
 from .pipeline import register_pass
-from .rewrite import copy_node, new_frame, set_outputs
+from ..ir.rebuild import copy_node, new_frame, set_outputs
 
 
 def live_nodes(graph: Graph) -> set[Node]:

@@ -13,7 +13,8 @@ import numpy as np
 from ..ir.graph import Graph, Node, Value
 from ..ops.base import get_op
 from .pipeline import register_pass
-from .rewrite import constant_literal, copy_node, new_frame, set_outputs
+from ..ir.rebuild import copy_node, new_frame, set_outputs
+from .rewrite import constant_literal
 
 #: results with more elements than this are not folded (unless no bigger than an input)
 MAX_ELEMENTS = 4096

@@ -6,7 +6,10 @@ pass's time and node counts in a printable `PipelineReport`, and, when the envir
 
     $GRAPHC_DUMP/<graph name>/00_input.txt, 01_fold_constants.txt, 02_simplify_algebra.txt, ...
 
-`simplify(graph)` runs the default pipeline; `gc.grad` calls it on every gradient graph.
+Named pipelines (`register_pipeline`, `get_pipeline`) are how graphc itself composes passes:
+`gc.grad` runs "simplify" on every gradient graph, and `gc.training_step` builds a step through
+"fuse-forward", "simplify", "fold-transposes" and "fuse-step". A named pipeline dumps into
+``$GRAPHC_DUMP/<graph name>/<pipeline name>/``. Passes never call each other.
 """
 from __future__ import annotations
 
@@ -53,7 +56,7 @@ def get_pass(name: str) -> PassFn:
 def _load_builtin_passes() -> None:
     # imported lazily: the pass modules import the DSL, which must not import us at load time
     from . import eliminate_common_subexpressions, eliminate_dead_code, fold_constants  # noqa: F401
-    from . import simplify_algebra  # noqa: F401
+    from . import simplify_algebra, transpose_products  # noqa: F401
     from . import fuse_gemm, fuse_layer_norm, fuse_losses, fuse_softmax  # noqa: F401
 
 
@@ -81,6 +84,7 @@ class PipelineReport:
     nodes_out: int = 0
     rounds: int = 0
     dump_dir: str | None = None
+    pipeline: str | None = None
 
     @property
     def seconds(self) -> float:
@@ -88,7 +92,8 @@ class PipelineReport:
         return sum(r.seconds for r in self.records)
 
     def __str__(self) -> str:
-        lines = [f"pipeline on graph {self.graph!r}: {self.nodes_in} -> {self.nodes_out} nodes "
+        label = f"pipeline {self.pipeline!r}" if self.pipeline else "pipeline"
+        lines = [f"{label} on graph {self.graph!r}: {self.nodes_in} -> {self.nodes_out} nodes "
                  f"in {self.seconds * 1e3:.1f} ms ({self.rounds} round{'s' if self.rounds != 1 else ''})",
                  f"  {'#':>3}  {'pass':<34} {'round':>5} {'before':>7} {'after':>7} {'ms':>9}"]
         for i, r in enumerate(self.records, 1):
@@ -108,11 +113,16 @@ def _signature(g: Graph) -> tuple:
 class Pipeline:
     """An explicit, ordered list of passes.
 
+    After each pass it verifies the graph and checks that the pass kept the graph's interface
+    (inputs with their types and roles, output names, state updates); a pass that breaks either
+    raises a GraphcError naming it. Nothing falls back silently.
+
     Args:
         passes: pass names (see `PASSES`) or `Graph -> Graph` functions, run in this order.
         verify: run `verify()` after every pass (keep it on in tests).
         dump: directory to write each stage's text into; defaults to `$GRAPHC_DUMP` if set.
         max_rounds: repeat the whole list until a round changes nothing, at most this many times.
+        name: the pipeline's name (named pipelines dump into a folder of their own).
 
     Example::
 
@@ -122,13 +132,14 @@ class Pipeline:
     """
 
     def __init__(self, passes: Sequence[PassSpec] = DEFAULT_PIPELINE, verify: bool = True,
-                 dump: str | os.PathLike | None = None, max_rounds: int = 1):
+                 dump: str | os.PathLike | None = None, max_rounds: int = 1, name: str | None = None):
         if max_rounds < 1:
             raise ValueError(f"max_rounds must be at least 1, got {max_rounds}")
         self.passes: list[tuple[str, PassFn]] = [self._resolve(p) for p in passes]
         self.verify = verify
         self.dump = dump
         self.max_rounds = max_rounds
+        self.name = name
         self.last_report: PipelineReport | None = None
 
     @staticmethod
@@ -140,15 +151,16 @@ class Pipeline:
         raise TypeError(f"a pass is a registered name or a Graph -> Graph function, got {p!r}")
 
     def __repr__(self) -> str:
-        return f"Pipeline([{', '.join(n for n, _ in self.passes)}])"
+        label = f"{self.name!r}, " if self.name else ""
+        return f"Pipeline({label}[{', '.join(n for n, _ in self.passes)}])"
 
     def __call__(self, graph: Graph) -> Graph:
         return self.run(graph)[0]
 
     def run(self, graph: Graph) -> tuple[Graph, PipelineReport]:
         """Runs the passes in order; returns (new graph, report). The input graph is unchanged."""
-        report = PipelineReport(graph.name, nodes_in=len(graph.nodes))
-        dump_dir = _dump_dir(graph, self.dump)
+        report = PipelineReport(graph.name, nodes_in=len(graph.nodes), pipeline=self.name)
+        dump_dir = _dump_dir(graph, self.dump, self.name)
         report.dump_dir = dump_dir
         step = 0
         if dump_dir:
@@ -169,9 +181,7 @@ class Pipeline:
                     except VerifyError as exc:
                         raise VerifyError(f"after pass {name!r} (round {rnd}) the graph is invalid: "
                                           f"{exc}") from exc
-                if list(out.outputs) != list(g.outputs):
-                    raise GraphcError(f"pass {name!r} changed the output names {list(g.outputs)} to "
-                                      f"{list(out.outputs)}")
+                _check_interface(name, g, out)
                 g = out
                 step += 1
                 report.records.append(PassRecord(name, dt, n0, len(g.nodes), rnd))
@@ -187,15 +197,38 @@ class Pipeline:
         return g, report
 
 
+def _interface(g: Graph) -> tuple:
+    return [(v.name, v.type, v.role, v.target) for v in g.inputs], list(g.outputs), dict(g.updates)
+
+
+def _check_interface(name: str, before: Graph, after: Graph) -> None:
+    """GraphcError naming pass `name` if it changed inputs, output names or state updates."""
+    (ins0, outs0, upd0), (ins1, outs1, upd1) = _interface(before), _interface(after)
+    problems = []
+    if ins0 != ins1:
+        lost = [n for n, *_ in ins0 if n not in {m for m, *_ in ins1}]
+        added = [n for n, *_ in ins1 if n not in {m for m, *_ in ins0}]
+        what = (f"dropped input(s) {', '.join(lost)}" if lost else "") + \
+               (f"{'; ' if lost else ''}added input(s) {', '.join(added)}" if added else "")
+        problems.append(what or "changed the types or roles of the inputs")
+    if outs0 != outs1:
+        problems.append(f"changed the output names {outs0} to {outs1}")
+    if upd0 != upd1:
+        problems.append(f"changed which outputs update state ({upd0} to {upd1})")
+    if problems:
+        raise GraphcError(f"pass {name!r} broke graph {before.name!r}: " + "; ".join(problems))
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.\-]", "_", name) or "graph"
 
 
-def _dump_dir(graph: Graph, dump: str | os.PathLike | None) -> str | None:
+def _dump_dir(graph: Graph, dump: str | os.PathLike | None, pipeline: str | None = None
+              ) -> str | None:
     root = os.fspath(dump) if dump is not None else os.environ.get("GRAPHC_DUMP") or None
     if not root:
         return None
-    path = os.path.join(root, _safe(graph.name))
+    path = os.path.join(root, _safe(graph.name), *([_safe(pipeline)] if pipeline else []))
     os.makedirs(path, exist_ok=True)
     return path
 
@@ -235,3 +268,47 @@ def simplify(graph: Graph, passes: Sequence[PassSpec] | None = None, verify: boo
     g, report = run_passes(graph, DEFAULT_PIPELINE if passes is None else passes, verify=verify,
                            dump=dump, max_rounds=max_rounds)
     return (g, report) if return_report else g
+
+
+# ---- named pipelines ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """A named pipeline's passes and how often to repeat them."""
+
+    passes: tuple[str, ...]
+    max_rounds: int = 1
+    doc: str = ""
+
+
+#: graphc's named pipelines
+PIPELINES: dict[str, PipelineSpec] = {}
+
+
+def register_pipeline(name: str, passes: Sequence[str], max_rounds: int = 1, doc: str = "",
+                      replace: bool = False) -> None:
+    """Registers the named pipeline `name` (pass names, run in order, repeated up to max_rounds)."""
+    if name in PIPELINES and not replace:
+        raise ValueError(f"a pipeline named {name!r} is already registered")
+    PIPELINES[name] = PipelineSpec(tuple(passes), max_rounds, doc)
+
+
+def get_pipeline(name: str, verify: bool = True, dump: str | os.PathLike | None = None) -> Pipeline:
+    """A fresh Pipeline for the registered pipeline `name`; KeyError listing them otherwise."""
+    try:
+        spec = PIPELINES[name]
+    except KeyError:
+        raise KeyError(f"no pipeline named {name!r}; registered pipelines: "
+                       f"{', '.join(sorted(PIPELINES))}") from None
+    return Pipeline(spec.passes, verify=verify, dump=dump, max_rounds=spec.max_rounds, name=name)
+
+
+register_pipeline("simplify", DEFAULT_PIPELINE, max_rounds=3,
+                  doc="constant folding, algebra, CSE and DCE to a fixed point")
+register_pipeline("fuse-forward", ("fuse_losses", "fuse_softmax", "fuse_layer_norm", "fuse_gemm",
+                                   "eliminate_dead_code"),
+                  doc="fused primitives in the loss graph, so autodiff derives their compact rules")
+register_pipeline("fold-transposes", ("transpose_products", "eliminate_dead_code"),
+                  doc="weight-gradient transposes folded into the products")
+register_pipeline("fuse-step", ("fuse_gemm", "eliminate_dead_code"),
+                  doc="the optimizer's `momentum * buf + grad` into the weight gradient's Gemm")

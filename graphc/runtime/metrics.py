@@ -63,28 +63,4 @@ def with_metrics(graph: Graph, metrics: "Iterable[str] | Mapping[str, MetricFn] 
 
 def prune(graph: Graph, outputs: Iterable[str]) -> Graph:
     """A copy of `graph` computing only `outputs`, with only the inputs they need."""
-    outputs = list(outputs)
-    need: set[Value] = set()
-    stack = [graph.outputs[o] for o in outputs]
-    while stack:
-        v = stack.pop()
-        if v in need:
-            continue
-        need.add(v)
-        if v.producer is not None:
-            stack.extend(v.producer.inputs)
-    g = Graph(graph.name)
-    g.meta = dict(graph.meta)
-    vmap: dict[Value, Value] = {}
-    for v in graph.inputs:
-        if v in need:
-            vmap[v] = g.add_input(v.name, v.type)
-    for v in graph.params:
-        if v in need:
-            vmap[v] = g.add_param(v.name, v.data)
-    for n in graph.nodes:
-        if n.output in need:
-            vmap[n.output] = g.add_node(n.op, [vmap[i] for i in n.inputs], n.attrs, n.output.type,
-                                        n.output.name, n.source, n.origin)
-    g.outputs = {o: vmap[graph.outputs[o]] for o in outputs}
-    return g
+    return graph.prune(list(outputs))

@@ -1,160 +1,27 @@
-"""Steppers: run a training-step graph again and again, keeping parameters and state on the backend.
-
-A Stepper feeds the batch, the step number and the learning rate each step and gets back the
-scalar metrics; parameters and optimizer state never leave the backend between steps (on
-onnxruntime they stay in OrtValues, swapped between two buffers). `state_dict()` copies them out,
-`load_state_dict()` copies them in (checkpoints, resume, writing trained values back).
-"""
+"""make_stepper(): a training-step graph -> a Stepper on a registered backend."""
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from ..ir.errors import FeedError
+from ..backends.base import Backend, get_backend
+from ..backends.stepper import ExecutableStepper, Stepper
 from ..ir.graph import Graph
-from .training import TrainingSpec, training_spec
+from ..ir.program import program_of
+from ..ir.verify import verify
+
+__all__ = ["Stepper", "ExecutableStepper", "make_stepper"]
 
 
-class Stepper:
-    """Base class: backends implement `_step`, `_get` and `_set`.
+def make_stepper(graph: Graph, backend: "str | Backend" = "onnxruntime", device: str = "cpu",
+                 seed: int = 0, **options: Any) -> Stepper:
+    """A Stepper for a step graph on a registered backend ("numpy", "onnxruntime", "tvm", ...).
 
-    Attributes:
-        graph: the step graph.
-        spec: its TrainingSpec.
-        step_count: number of steps taken (fed as the graph's `step` input).
-        seed: the rng seed fed to the graph's `rng_seed` input (if it has one).
+    Raises:
+        GraphcError: `graph` is not a training step (see `gc.training_step`).
+        ValueError: an unknown backend, or a device it cannot target.
     """
-
-    backend = ""
-
-    def __init__(self, graph: Graph, device: str = "cpu", seed: int = 0):
-        self.graph, self.device, self.seed = graph, device, int(seed)
-        self.spec: TrainingSpec = training_spec(graph)
-        self.step_count = 0
-        self._inputs = {v.name: v for v in graph.inputs}
-        self._lr_dtype = np.dtype(self.spec.lr_dtype)
-        # per batch input: (name, dtype, rank, ((axis, static size), ...)) for a fast check
-        self._batch_sig = [(n, np.dtype(self._inputs[n].type.dtype), self._inputs[n].type.rank,
-                            tuple((i, d) for i, d in enumerate(self._inputs[n].type.shape)
-                                  if isinstance(d, int)))
-                           for n in self.spec.batch]
-
-    def check_batch(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
-        """The batch as arrays of the declared dtypes; FeedError for missing/unknown/bad feeds."""
-        missing = [n for n in self.spec.batch if n not in batch]
-        if missing:
-            raise FeedError(f"training step {self.graph.name!r}: missing batch input(s) "
-                            f"{', '.join(map(repr, missing))}; it takes {', '.join(self.spec.batch)}")
-        out = {}
-        for n, want, rank, static in self._batch_sig:
-            a = batch[n]
-            if not isinstance(a, np.ndarray):
-                a = np.asarray(a)
-            if a.dtype != want:
-                if a.dtype.kind != want.kind and not (a.dtype.kind in "iub" and want.kind in "iu"):
-                    raise FeedError(f"batch input {n!r} has dtype {a.dtype}, expected "
-                                    f"{self._inputs[n].type}")
-                a = a.astype(want)
-            shape = a.shape
-            if len(shape) != rank or any(shape[i] != d for i, d in static):
-                raise FeedError(f"batch input {n!r} has shape {shape}, expected {self._inputs[n].type}")
-            out[n] = a if a.flags.c_contiguous else np.ascontiguousarray(a)
-        return out
-
-    def step(self, batch: dict[str, Any], lr: float) -> dict[str, np.ndarray]:
-        """Runs one training step; returns the scalar metrics (loss first) as numpy scalars."""
-        out = self._step(self.check_batch(batch), np.asarray(lr, self._lr_dtype))
-        self.step_count += 1
-        return out
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        """Copies of every parameter and optimizer-state tensor, by input name."""
-        return self._get()
-
-    def params(self) -> dict[str, np.ndarray]:
-        """Copies of the trained parameters."""
-        d = self._get()
-        return {n: d[n] for n in self.spec.params}
-
-    def load_state_dict(self, values: dict[str, np.ndarray], strict: bool = True) -> None:
-        """Overwrites parameters/state; names the missing, unexpected or mis-shaped tensors."""
-        expect = {n: self._inputs[n].type for n in self.spec.carried}
-        problems = []
-        if strict:
-            missing = [n for n in expect if n not in values]
-            if missing:
-                problems.append(f"missing: {', '.join(missing)}")
-        unexpected = [n for n in values if n not in expect]
-        if unexpected:
-            problems.append(f"unexpected: {', '.join(unexpected)}")
-        for n, a in values.items():
-            if n in expect:
-                t = expect[n]
-                a = np.asarray(a)
-                if tuple(a.shape) != tuple(t.shape) or a.dtype != np.dtype(t.dtype):
-                    problems.append(f"{n}: checkpoint has {a.dtype}{list(a.shape)}, model has {t}")
-        if problems:
-            raise ValueError(f"state does not match training step {self.graph.name!r}: "
-                             + "; ".join(problems))
-        self._set({n: np.ascontiguousarray(values[n]) for n in expect if n in values})
-
-    # ---- backend hooks ------------------------------------------------------------------------
-    def _step(self, batch: dict[str, np.ndarray], lr: np.ndarray) -> dict[str, np.ndarray]:
-        raise NotImplementedError
-
-    def _get(self) -> dict[str, np.ndarray]:
-        raise NotImplementedError
-
-    def _set(self, values: dict[str, np.ndarray]) -> None:
-        raise NotImplementedError
-
-
-class ExecutableStepper(Stepper):
-    """A Stepper over any compiled Executable: carried values round-trip through the host.
-
-    The fallback for backends without a device-resident stepper of their own; correct everywhere,
-    but each step copies parameters and state in and out.
-    """
-
-    def __init__(self, graph: Graph, device: str = "cpu", seed: int = 0, backend: str = "tvm",
-                 **options: Any):
-        super().__init__(graph, device, seed)
-        from .executable import compile
-        self.backend = backend
-        self.exe = compile(graph, backend, device, **options)
-        self._carried = {n: np.array(a, copy=True) for n, a in self.spec.initial.items()}
-
-    def _step(self, batch, lr):
-        feeds = dict(batch, **self._carried)
-        feeds[self.spec.step] = np.asarray(self.step_count, np.int64)
-        feeds[self.spec.lr] = lr
-        if self.spec.rng_seed:
-            feeds[self.spec.rng_seed] = np.asarray(self.seed, np.int64)
-        out = self.exe.run(feeds)
-        self._carried = {src: np.asarray(out[o]) for o, src in self.spec.updates.items()}
-        return {m: np.asarray(out[m]) for m in self.spec.metrics}
-
-    def _get(self):
-        return {n: np.array(a, copy=True) for n, a in self._carried.items()}
-
-    def _set(self, values):
-        self._carried.update({n: np.array(a, copy=True) for n, a in values.items()})
-
-
-def make_stepper(graph: Graph, backend: str = "onnxruntime", device: str = "cpu", seed: int = 0,
-                 **options: Any) -> Stepper:
-    """A Stepper for a step graph on `backend` ("numpy", "onnxruntime" or "tvm")."""
-    from ..ir.verify import verify
+    b = get_backend(backend)
+    b.check_device(device)
+    program_of(graph)
     verify(graph)
-    if backend == "numpy":
-        if device != "cpu":
-            raise ValueError("the numpy backend runs on the CPU only")
-        return ExecutableStepper(graph, device, seed, backend="numpy", **options)
-    if backend == "onnxruntime":
-        from ..backends.onnx import OrtStepper
-        return OrtStepper(graph, device, seed, **options)
-    if backend == "tvm":
-        from ..backends.tvm import TvmStepper
-        return TvmStepper(graph, device, seed, **options)
-    raise ValueError(f"unknown backend {backend!r}; choose numpy, onnxruntime or tvm")
+    return b.stepper(graph, device, seed, **options)

@@ -20,6 +20,8 @@ import numpy as np
 
 from ..ir.errors import GraphcError
 from ..ir.graph import Graph
+from ..ir.program import program_of
+from ..ir.roles import Role
 from ..optim.base import Optimizer
 from ..optim.schedules import as_schedule
 from .checkpoint import CheckpointError, check_compatible, load_checkpoint, save_checkpoint
@@ -77,7 +79,8 @@ class Trainer:
             (with `named_parameters()`/`state_dict()`); a model with `load_state_dict` receives
             the trained values after `fit`.
         optimizer: a `graphc.optim` optimizer (default SGD(lr=0.01)).
-        backend: "onnxruntime" (default), "numpy" or "tvm".
+        backend: a registered backend: "onnxruntime" (default), "numpy", "tvm", or one
+            registered with `gc.register_backend`. Training and evaluation both run on it.
         device: "cpu" or "cuda".
         schedule: learning rate per global step: a callable (see graphc.optim.schedules), a
             number, or None for the optimizer's lr.
@@ -103,11 +106,11 @@ class Trainer:
         self.schedule = as_schedule(schedule, self.optimizer.lr)
         self._metrics_arg = metrics
         self.graph = with_metrics(self.user_graph, metrics)
-        state_outs = self.graph.meta.get("state_outputs", {})
-        scalar = [k for k, v in self.graph.outputs.items() if v.type.rank == 0 and k not in state_outs]
+        scalar = [k for k, v in self.graph.outputs.items()
+                  if v.type.rank == 0 and k not in self.graph.updates]
         self.step_graph = training_step(self.graph, model_or_params, self.optimizer,
                                         metrics=scalar, clip_grad_norm=clip_grad_norm)
-        self.spec = self.step_graph.meta["training"]
+        self.spec = program_of(self.step_graph)
         self.loss_name = self.spec.metrics[0]
         self.stepper = make_stepper(self.step_graph, backend, device, self.seed)
         self.history = History()
@@ -309,8 +312,8 @@ class Trainer:
         fn, model = self.loss_fn, self.model
         if (not isinstance(fn, Graph) and hasattr(fn, "trace") and model is not None
                 and hasattr(model, "eval") and hasattr(model, "train")):
-            has_rng = any(v.name == "rng_seed" for v in g.inputs)
-            if has_rng or g.meta.get("state_outputs"):  # dropout or batch norm: eval mode differs
+            has_rng = g.role_input(Role.RNG_SEED) is not None
+            if has_rng or g.updates:  # dropout or batch norm: eval mode differs
                 saved = getattr(fn, "_graph", None)
                 model.eval()
                 try:
@@ -325,19 +328,18 @@ class Trainer:
         if outputs not in self._eval_exes:
             from .executable import compile
             g = prune(self._eval_graph(), outputs)
-            # evaluation graphs differ from the step graph and a TVM compile costs seconds each,
-            # so TVM training evaluates on onnxruntime (always installed); the values are the same
-            backend = self.backend if self.backend != "tvm" else "onnxruntime"
-            self._eval_exes[outputs] = compile(g, backend, self.device)
+            # evaluation runs on the backend that trains: a number in the history always comes
+            # from the backend the user chose (a TVM compile is cached on disk after the first)
+            self._eval_exes[outputs] = compile(g, self.backend, self.device)
         return self._eval_exes[outputs]
 
     def _feeds(self, exe, batch: dict[str, np.ndarray], params: dict[str, np.ndarray]) -> dict:
         g = exe.graph
         feeds = {v.name: batch[v.name] for v in g.inputs if v.name in batch}
         for v in g.inputs:
-            if v.name == "rng_seed":
+            if v.role is Role.RNG_SEED:
                 feeds[v.name] = np.asarray(self.seed, np.int64)
-            elif v.name == "rng_step":
+            elif v.role is Role.RNG_COUNTER:
                 feeds[v.name] = np.asarray(self.step, np.int64)
         feeds.update({p.name: params[p.name] for p in g.params if p.name in params})
         return feeds

@@ -365,7 +365,7 @@ def test_training_step_graph_round_trips():
     from graphc import optim
     g = models.mlp((8, 6, 3))
     step = gc.training_step(g, None, optim.Adam(1e-2))
-    spec = step.meta["training"]
+    spec = step.spec
     g2 = import_onnx(gc.export_onnx(step))
     assert [v.name for v in g2.inputs] == [v.name for v in step.inputs]
     feeds = dict(models.example_feeds(g, batch=4), **spec.initial)

@@ -6,7 +6,7 @@ import pytest
 
 import graphc as gc
 from graphc import models
-from graphc.ir.parser import ParseError, parse_attr, parse_graph, split_top
+from graphc.frontends.parser import ParseError, parse_attr, parse_graph, split_top
 
 
 def constants_of(g: gc.Graph) -> dict[str, np.ndarray]:

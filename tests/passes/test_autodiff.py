@@ -119,7 +119,7 @@ def test_vjp_pulls_back_several_outputs_with_their_cotangents():
         g.output(a=gc.matmul(x, w), b=gc.tanh(x))
     x0, ca, cb = f64(4, 3, seed=8), f64(4, 2, seed=9), f64(4, 3, seed=10)
     v = gc.vjp(g, wrt=["x", "w"], cotangents=["a", "b"])
-    names = v.meta["cotangent_inputs"]
+    names = v.role_targets(gc.Role.COTANGENT)
     assert names == {"a": "d_a", "b": "d_b"}
     out = run(v, x=x0, d_a=ca, d_b=cb)
     w0 = g.value("w").data
@@ -141,7 +141,7 @@ def test_grad_of_a_gradient_graph():
     first = gc.grad(g, wrt="x")
     second = gc.vjp(first, wrt="x", cotangents={"d_x": None})
     x0, v0 = f64(4, seed=11), f64(4, seed=12)
-    out = run(second, x=x0, **{second.meta["cotangent_inputs"]["d_x"]: v0})
+    out = run(second, x=x0, **{second.role_targets(gc.Role.COTANGENT)["d_x"]: v0})
     np.testing.assert_allclose(out["d_x"], 3 * x0 ** 2, rtol=1e-12)  # the first gradient
     np.testing.assert_allclose(out["d2_x"], 6 * x0 * v0, rtol=1e-12)  # d/dx <3x^2, v>
 
@@ -154,7 +154,7 @@ def test_hvp_of_a_quadratic_is_the_matrix_times_the_vector():
     h = gc.hvp(g, wrt="x")
     assert list(h.outputs) == ["f", "d_x", "hvp_x"]
     v0 = np.array([1.0, -2.0])
-    out = run(h, **{h.meta["hvp_vectors"]["x"]: v0})
+    out = run(h, **{h.role_targets(gc.Role.TANGENT)["x"]: v0})
     np.testing.assert_allclose(out["hvp_x"], 0.5 * (a0 + a0.T) @ v0, rtol=1e-12)
 
 

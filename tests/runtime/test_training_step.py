@@ -72,7 +72,7 @@ def test_20_steps_on_mlp_match_numpy(step_graphs, case, backend):
 def test_spec_names_roles():
     g = gc.models.mlp(SIZES, seed=0)
     sg = gc.training_step(g, ["fc3.weight", "fc3.bias"], optim.SGD(0.1, momentum=0.9))
-    spec = sg.meta["training"]
+    spec = sg.spec
     assert spec.batch == ["x", "y"] and spec.params == ["fc3.weight", "fc3.bias"]
     assert spec.state == ["fc3.weight.momentum_buffer", "fc3.bias.momentum_buffer"]
     assert (spec.step, spec.lr, spec.rng_seed, spec.metrics) == ("step", "lr", None, ["loss"])
@@ -100,7 +100,7 @@ def test_partial_batches_and_metrics_on_onnxruntime():
 def test_clip_grad_norm_in_step_graph():
     g = gc.models.mlp(SIZES, dtype="float64", seed=0)
     sg = gc.training_step(g, optimizer=optim.SGD(0.1), clip_grad_norm=0.05)
-    assert sg.meta["training"].metrics == ["loss", "grad_norm"]
+    assert sg.spec.metrics == ["loss", "grad_norm"]
     st = gc.make_stepper(sg, "numpy")
     x, y = data(8)
     want = {p.name: np.array(p.data) for p in g.params}
@@ -124,7 +124,7 @@ def _dropout_graph():
 
 def test_dropout_masks_replay_from_seed_and_step():
     sg = gc.training_step(_dropout_graph(), optimizer=optim.SGD(0.01))
-    spec = sg.meta["training"]
+    spec = sg.spec
     assert spec.rng_seed == "rng_seed" and "rng_step" not in [v.name for v in sg.inputs]
     x = np.random.default_rng(2).normal(size=(8, 6))
     runs = []
@@ -153,7 +153,7 @@ def test_step_graph_exports_to_a_standard_onnx_model(tmp_path):
     sg = gc.training_step(g, optimizer=optim.Adam(0.05))
     path = tmp_path / "step.onnx"
     gc.export_onnx(sg, path)
-    spec = sg.meta["training"]
+    spec = sg.spec
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
     x = rng.normal(size=(32, 5)).astype(np.float32)
@@ -209,11 +209,11 @@ def test_returned_metrics_are_not_overwritten_by_later_steps():
 
 def test_steppers_do_not_write_into_the_initial_values():
     sg = gc.training_step(gc.models.mlp(SIZES, seed=0), optimizer=optim.Adam(0.1))
-    before = {k: v.copy() for k, v in sg.meta["training"].initial.items()}
+    before = {k: v.copy() for k, v in sg.spec.initial.items()}
     x, y = data(8)
     for backend in ("onnxruntime", "numpy"):
         st = gc.make_stepper(sg, backend)
         for _ in range(3):
             st.step({"x": x.astype(np.float32), "y": y}, 0.1)
-    for k, v in sg.meta["training"].initial.items():
+    for k, v in sg.spec.initial.items():
         assert np.array_equal(v, before[k]), k

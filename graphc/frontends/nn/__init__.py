@@ -18,9 +18,9 @@ Conventions (see `module.py` for details):
 * Parameter names, shapes and layouts are PyTorch's, so `model.load_state_dict({k:
   v.numpy() for k, v in torch_model.state_dict().items()})` loads as is.
 * A traced graph's params carry the state-dict names relative to the root module called.
-* Buffers (batch-norm running statistics) are graph params listed in `graph.meta["buffers"]`;
+* Buffers (batch-norm running statistics) are graph params with role `Role.BUFFER`;
   in training mode their new values are graph outputs named ``"state:<buffer name>"`` (listed
-  in `graph.meta["state_outputs"]`), which the runtime feeds back after each step.
+  in `graph.updates`), which the runtime feeds back after each step.
 * `model.eval()` then a fresh trace gives an inference graph: no dropout, running statistics.
 """
 from __future__ import annotations

@@ -8,19 +8,20 @@ arrays, registered by attribute assignment. Calling a module on graph Tensors (i
   module called (the outermost module whose `__call__` is running), e.g. ``"0.weight"``; a
   parameter is created once per graph, however often it is used;
 * each buffer used by the forward pass (``running_mean``, ``running_var``) becomes a graph
-  param too, listed in ``graph.meta["buffers"]`` so that gradients and optimizers leave it alone;
+  param too, with role ``Role.BUFFER``, so that gradients and optimizers leave it alone;
 * a buffer updated by the forward pass (batch norm in training mode: ``running_mean``,
-  ``running_var``, ``num_batches_tracked``) adds a graph OUTPUT named
-  ``"state:<buffer name>"`` holding its new value, e.g. ``"state:1.running_mean"``; the runtime
-  feeds that output back into the param of the same name after each step
-  (``graph.meta["state_outputs"]`` maps each such output to its buffer). State outputs always
-  come after the user's outputs, so the loss stays first.
+  ``running_var``, ``num_batches_tracked``) adds a graph OUTPUT holding its new value, listed in
+  ``graph.updates`` as replacing the buffer (its name comes from
+  ``graphc.ir.roles.buffer_output_name``, e.g. ``"state:1.running_mean"``); the runtime feeds
+  that output back into the buffer after each step. Update outputs always come after the
+  user's outputs, so the loss stays first.
 
 Calling a module on numpy arrays runs it eagerly on the numpy reference backend (and, in
 training mode, applies the buffer updates like PyTorch does).
 """
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
 from typing import Any, Callable, Iterator, NamedTuple
 
@@ -28,10 +29,11 @@ import numpy as np
 
 from ...ir.errors import GraphBuildError, user_frame
 from ...ir.graph import Graph, Value, current_graph
+from ...ir.roles import Role, buffer_output_name
 from ...ir.types import canonical_dtype
 from ..dsl import Tensor
 
-STATE_PREFIX = "state:"
+STATE_PREFIX = buffer_output_name("")  # kept for code that printed or parsed these names
 
 
 class Parameter:
@@ -150,11 +152,14 @@ class _Ctx:
 _ACTIVE: list[_Ctx] = []
 
 
+# tracing registries by graph; weak, so a graph and its registry go away together
+_STATES: "weakref.WeakKeyDictionary[Graph, _GraphState]" = weakref.WeakKeyDictionary()
+
+
 def _state(g: Graph) -> _GraphState:
-    # kept on the graph itself (a cycle the garbage collector frees with the graph)
-    st = g.__dict__.get("_nn_state")
+    st = _STATES.get(g)
     if st is None:
-        st = g.__dict__["_nn_state"] = _GraphState()
+        st = _STATES[g] = _GraphState()
     return st
 
 
@@ -190,26 +195,19 @@ def param_tensor(p: Parameter, graph: Graph | None = None) -> Tensor:
             f"{user_frame()}: graph {g.name!r} already has a value named {name!r}: two root modules "
             "traced into one graph have parameters with the same state-dict name; put them in one "
             "parent module (e.g. nn.Sequential or a Module with named attributes)")
-    v = g.add_param(name, p.data)
+    v = g.add_param(name, p.data, Role.BUFFER if isinstance(p, Buffer) else Role.PARAM)
     st.values[id(p)] = (p, v)
-    if isinstance(p, Buffer):
-        g.meta.setdefault("buffers", [])
-        if name not in g.meta["buffers"]:
-            g.meta["buffers"].append(name)
     return Tensor(v)
 
 
 def update_buffer(buf: Buffer, new: Tensor) -> None:
-    """Records `new` as the buffer's updated value: a `state:<name>` graph output."""
+    """Records `new` as the buffer's updated value: a graph output in `graph.updates`."""
     g = new.graph
     param_tensor(buf, g)  # creates the param (if not yet) that the output maps onto
     st = _state(g)
-    name = st.values[id(buf)][1].name
+    v = st.values[id(buf)][1]
     st.latest[id(buf)] = new
-    key = STATE_PREFIX + name
-    g.outputs.pop(key, None)
-    g.outputs[key] = new.value
-    g.meta.setdefault("state_outputs", {})[key] = name
+    g.set_update(buffer_output_name(v.name), new.value, v)
 
 
 def _is_tensor_like(x: Any) -> bool:
@@ -511,7 +509,7 @@ def _to_numpy(v: Any) -> np.ndarray:
 
 def _eager_call(module: Module, args: tuple, kwargs: dict) -> Any:
     """Traces `module` on inputs shaped like the given arrays and runs it on the numpy backend."""
-    from ...runtime.executable import compile
+    from ..eager import run_eagerly
     g = Graph(f"{type(module).__name__}_eager")
     feeds: dict[str, np.ndarray] = {}
 
@@ -533,14 +531,13 @@ def _eager_call(module: Module, args: tuple, kwargs: dict) -> Any:
         leaves: list[Tensor] = [t for t in _flat([out]) if isinstance(t, Tensor)]
         for i, t in enumerate(leaves):
             g.output(**{f"out{i}": t})
-    for name in ("rng_seed", "rng_step"):
-        if g.has_value(name):
-            feeds[name] = np.int64(0)
-    res = compile(g, "numpy").run(feeds)
+    for v in g.with_role(Role.RNG_SEED, Role.RNG_COUNTER):
+        feeds[v.name] = np.int64(0)
+    res = run_eagerly(g, feeds)
     arrays = iter(res[f"out{i}"] for i in range(len(leaves)))
     names = _state(g).values
     by_name = {v.name: p for p, v in names.values()}
-    for key, bname in g.meta.get("state_outputs", {}).items():
+    for key, bname in g.updates.items():
         np.copyto(by_name[bname].data, res[key])
 
     def rebuild(x: Any) -> Any:

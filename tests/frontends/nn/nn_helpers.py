@@ -111,7 +111,7 @@ def compare_with_torch(gmod, tmod, arrays, out_fn=None, backends=("numpy", "onnx
         leaves = flatten(out)
         loss = sum(gc.sum(t * gc.constant(c.astype(t.dtype))) for t, c in zip(leaves, cots))
         gl.output(loss=loss)
-    pnames = [p.name for p in gl.params if p.name not in gl.meta.get("buffers", ())]
+    pnames = [p.name for p in gl.params if p.role is gc.Role.PARAM]
     xnames = [f"x{i}" for i, a in enumerate(arrays) if np.asarray(a).dtype.kind == "f"]
     gg = gc.grad(gl, wrt=pnames + xnames)
     res = run(gg, *arrays)

@@ -55,7 +55,7 @@ def test_traced_params_use_root_relative_state_dict_names():
     g = f.graph
     assert [p.name for p in g.params] == ["body.0.weight", "body.0.bias", "head.weight",
                                           "head.bias", "scale", "offset"]
-    assert g.meta["buffers"] == ["offset"]
+    assert [v.name for v in g.with_role(gc.Role.BUFFER)] == ["offset"]
     x = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
     h = np.tanh(x @ m.body[0].weight.data.T + m.body[0].bias.data)
     want = (h @ m.head.weight.data.T + m.head.bias.data) * 2 + 1
@@ -138,10 +138,10 @@ def test_training_graph_has_state_outputs_after_the_loss_and_eval_graph_has_none
     g = loss_fn.graph
     assert list(g.outputs) == ["loss", "state:2.running_mean", "state:2.running_var",
                                "state:2.num_batches_tracked"]
-    assert g.meta["state_outputs"] == {"state:2.running_mean": "2.running_mean",
+    assert g.updates == {"state:2.running_mean": "2.running_mean",
                                        "state:2.running_var": "2.running_var",
                                        "state:2.num_batches_tracked": "2.num_batches_tracked"}
-    assert g.has_value("rng_seed")
+    assert g.role_input(gc.Role.RNG_SEED) is not None
     m.eval()
     ge = loss_fn.trace()
     assert list(ge.outputs) == ["loss"]

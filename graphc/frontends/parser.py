@@ -12,9 +12,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .errors import GraphcError
-from .graph import Graph, Value
-from .types import TensorType, canonical_dtype, parse_type
+from ..ir.errors import GraphcError
+from ..ir.graph import Graph, Value
+from ..ir.roles import Role, parse_role
+from ..ir.types import TensorType, canonical_dtype, parse_type
 
 
 class ParseError(GraphcError, ValueError):
@@ -22,7 +23,9 @@ class ParseError(GraphcError, ValueError):
 
 
 _HEADER = re.compile(r"^graph (?P<name>.*?)\((?P<inputs>.*)\) \{$")
-_PARAM = re.compile(r"^param %(?P<name>\S+): (?P<type>\w+\[[^\]]*\])$")
+_PARAM = re.compile(r"^param %(?P<name>\S+): (?P<type>\w+\[[^\]]*\])(?P<role>(?: @\S+)?)$")
+_UPDATES = re.compile(r"^(?P<out>.*) @updates\((?P<state>[^)]*)\)$")
+_ROLE = re.compile(r"^(?P<type>.*?\])(?: @(?P<role>\w+)(?:\((?P<target>[^)]*)\))?)?$")
 _NODE = re.compile(r"^%(?P<name>\S+): (?P<type>\w+\[[^\]]*\]) = (?P<op>\w+)\((?P<args>.*)\)$")
 _SOURCE = re.compile(r"^\S+:\d+$")
 _INT = re.compile(r"^-?\d+$")
@@ -150,7 +153,8 @@ class _Parser:
             if not sep or not name.startswith("%"):
                 raise self.fail(f"bad input {part!r}: expected %name: type")
             self._new_name(g, name[1:])
-            g.add_input(name[1:], self.type(t))
+            t, role, target = self._typed_role(t, Role.DATA)
+            g.add_input(name[1:], t, role, target)
         closed = False
         for self.lineno, line in body[1:]:
             if closed:
@@ -179,7 +183,8 @@ class _Parser:
         m = _PARAM.match(line)
         if not m:
             raise self.fail("expected 'param %name: type'")
-        name, t = m["name"], self.type(m["type"])
+        name = m["name"]
+        t, role, _ = self._typed_role(m["type"] + m["role"], Role.PARAM)
         self._new_name(g, name)
         if not t.is_static:
             raise self.fail(f"parameter %{name} needs a static shape, got {t}")
@@ -191,7 +196,18 @@ class _Parser:
             self.used.add(name)
         else:
             data = np.zeros(t.shape, t.dtype)
-        g.add_param(name, data)
+        g.add_param(name, data, role)
+
+    def _typed_role(self, text: str, default: Role) -> tuple[TensorType, Role, str | None]:
+        """'f32[] @lr' -> (type, Role.LR, None); 'f32[N] @cotangent(y)' names its target."""
+        m = _ROLE.match(text.strip())
+        if not m:
+            raise self.fail(f"expected 'type' or 'type @role', got {text.strip()!r}")
+        try:
+            role = parse_role(m["role"]) if m["role"] else default
+        except ValueError as exc:
+            raise self.fail(str(exc)) from None
+        return self.type(m["type"]), role, m["target"]
 
     def _node(self, g: Graph, line: str) -> None:
         from ..ops.base import OPS
@@ -264,12 +280,18 @@ class _Parser:
 
     def _return(self, g: Graph, text: str) -> None:
         for part in split_top(text):
+            upd = _UPDATES.match(part)
+            if upd:
+                part = upd["out"]
             key, eq, ref = part.partition("=")
             if eq:
-                g.outputs[key.strip()] = self.value(g, ref.strip())
+                key, v = key.strip(), self.value(g, ref.strip())
             else:
                 v = self.value(g, part)
-                g.outputs[v.name] = v
+                key = v.name
+            g.outputs[key] = v
+            if upd:
+                g.updates[key] = self.value(g, "%" + upd["state"]).name
 
 
 def parse_graph(text: str, params: Mapping[str, np.ndarray] | None = None) -> Graph:

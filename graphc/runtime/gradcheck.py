@@ -15,7 +15,7 @@ import numpy as np
 
 from ..ir.errors import GraphcError
 from ..ir.graph import Graph
-from .autodiff import _resolve_wrt, _scalar_loss, grad
+from ..passes.autodiff import _resolve_wrt, _scalar_loss, grad
 
 __all__ = ["GradCheckError", "GradCheckRow", "GradCheckReport", "check_grads"]
 
@@ -108,7 +108,7 @@ def check_grads(graph: Graph, feeds: dict[str, Any], wrt: Any = None, of: Any = 
     Returns:
         A GradCheckReport; `report.ok`, `report.rows`, and `print(report)` for the table.
     """
-    from ..runtime.executable import compile
+    from .executable import compile
     loss = _scalar_loss(graph, of)
     of_key = next((k for k, v in graph.outputs.items() if v is loss), loss.name)
     wrt_vals = _resolve_wrt(graph, wrt)
