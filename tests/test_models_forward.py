@@ -7,6 +7,8 @@ numpy reference on onnxruntime within 1e-5 relative (float32) for two batch size
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -14,6 +16,7 @@ import pytest
 
 import graphc as gc
 from graphc import models
+from graphc.passes.eliminate_dead_code import live_nodes
 
 RTOL = 1e-5
 
@@ -134,6 +137,55 @@ def test_pytorch_layouts_and_names():
     assert {p.name: p.shape for p in lstm.params}["lstm.weight_ih_l0"] == (64, 12)
     assert g.outputs["logits"].shape == ("N", 10)
     assert any(n.output.name.startswith("conv1.") for n in g.nodes)
+
+
+def test_seed_gives_the_values_graphc_nn_layers_draw_after_manual_seed():
+    from graphc import nn
+    gc.manual_seed(3)
+    layers = [nn.Linear(5, 4), nn.Linear(4, 3)]
+    got = models.mlp((5, 4, 3), seed=3).param_data()
+    for i, layer in enumerate(layers, start=1):
+        np.testing.assert_array_equal(got[f"fc{i}.weight"], layer.weight.data)
+        np.testing.assert_array_equal(got[f"fc{i}.bias"], layer.bias.data)
+
+
+def test_building_a_model_leaves_the_callers_init_generator_alone():
+    from graphc import nn
+    gc.manual_seed(11)
+    want = nn.Linear(3, 2).weight.data
+    gc.manual_seed(11)
+    models.transformer_encoder(seq=3, d_model=4, heads=2, ffn=5, seed=1)
+    np.testing.assert_array_equal(nn.Linear(3, 2).weight.data, want)
+
+
+def test_params_are_listed_in_state_dict_order():
+    from graphc import nn
+    g = models.transformer_encoder(seq=3, d_model=8, heads=2, ffn=16, layers=2)
+    layer_keys = list(nn.TransformerEncoderLayer(8, 2, 16).state_dict())
+    assert [p.name for p in g.params] == [f"layers.{i}.{k}" for i in range(2) for k in layer_keys] \
+        + ["head.weight", "head.bias"]
+    g = models.lstm(steps=3, input=2, hidden=4)
+    assert [p.name for p in g.params] == ["lstm.weight_ih_l0", "lstm.weight_hh_l0", "lstm.bias_ih_l0",
+                                          "lstm.bias_hh_l0", "fc.weight", "fc.bias"]
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_recurrent_models_name_each_step_and_keep_no_unused_nodes(kind):
+    g = getattr(models, kind)(steps=4, input=3, hidden=4, classes=2)
+    steps = {m.group(1) for n in g.nodes if (m := re.match(rf"{kind}\.(t\d+)\.", n.output.name))}
+    assert steps == {"t0", "t1", "t2", "t3"}
+    assert len(live_nodes(g)) == len(g.nodes)  # the unread output sequence is not left behind
+
+
+def test_nn_recurrent_steps_are_named_by_layer_direction_and_time():
+    from graphc import nn
+    lstm = nn.LSTM(3, 4, num_layers=2, bidirectional=True)
+
+    @gc.function(x=gc.spec((3, "N", 3)))
+    def f(x):
+        return lstm(x)[0]
+    prefixes = {n.output.name.rsplit(".", 1)[0] for n in f.graph.nodes}
+    assert {"t0", "t2", "l0_reverse.t0", "l0_reverse.t2", "l1.t1", "l1_reverse.t1"} <= prefixes
 
 
 @pytest.mark.parametrize("name", ["mlp", "lstm", "transformer_encoder"])

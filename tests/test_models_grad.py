@@ -47,7 +47,7 @@ def test_hvp_of_the_mlp_matches_finite_differences_of_its_gradient():
     names = [p.name for p in g.params]
     vs = {n: rng.normal(size=g.value(n).data.shape) for n in names}
     h = gc.hvp(g)
-    out = gc.compile(h)(**feeds, **{h.meta["hvp_vectors"][n]: vs[n] for n in names})
+    out = gc.compile(h)(**feeds, **{h.role_targets(gc.Role.TANGENT)[n]: vs[n] for n in names})
     d = gc.compile(gc.grad(g))
     eps = 1e-5
 

@@ -1,8 +1,9 @@
 """Parameter initializers: callables `f(shape, dtype) -> ndarray`, seeded and PyTorch-compatible."""
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -13,6 +14,22 @@ _STATE = {"rng": np.random.default_rng(0)}
 def manual_seed(seed: int) -> None:
     """Seeds the generator used by initializers that are not given their own seed."""
     _STATE["rng"] = np.random.default_rng(seed)
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Within the block, initializers draw from a generator seeded with `seed`; afterwards the
+    caller's generator continues where it was (building one model does not move its stream).
+
+    Example:
+        >>> with gc.init.seeded(0): model = nn.Linear(4, 2)
+    """
+    saved = _STATE["rng"]
+    manual_seed(seed)
+    try:
+        yield
+    finally:
+        _STATE["rng"] = saved
 
 
 def _rng(seed: int | None) -> np.random.Generator:

@@ -99,9 +99,13 @@ class _RNNBase(Module):
         steps = x.shape[t_axis]
         h, c = h0, c0
         outs: list[Tensor] = [None] * steps  # type: ignore[list-item]
+        # each step's nodes are named after it: t3.sigmoid in layer 0's forward direction, else
+        # l1.t3.sigmoid, l0_reverse.t3.sigmoid (as the parameters' _l1, _l0_reverse suffixes)
+        scope = "t{}" if k == 0 and not sfx else f"l{k}{sfx}.t{{}}"
         for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
-            xt = xp[:, t] if self.batch_first else xp[t]
-            h, c_new = _rnn_step(self.mode, xt, h, c, w_hh, b_hh)
+            with xp.graph.name_scope(scope.format(t)):
+                xt = xp[:, t] if self.batch_first else xp[t]
+                h, c_new = _rnn_step(self.mode, xt, h, c, w_hh, b_hh)
             c = c_new
             outs[t] = h
         return dsl.stack(outs, t_axis), h, c
