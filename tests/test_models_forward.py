@@ -16,7 +16,7 @@ import pytest
 
 import graphc as gc
 from graphc import models
-from graphc.passes.eliminate_dead_code import live_nodes
+
 
 RTOL = 1e-5
 
@@ -174,7 +174,7 @@ def test_recurrent_models_name_each_step_and_keep_no_unused_nodes(kind):
     g = getattr(models, kind)(steps=4, input=3, hidden=4, classes=2)
     steps = {m.group(1) for n in g.nodes if (m := re.match(rf"{kind}\.(t\d+)\.", n.output.name))}
     assert steps == {"t0", "t1", "t2", "t3"}
-    assert len(live_nodes(g)) == len(g.nodes)  # the unread output sequence is not left behind
+    assert len(g.live_nodes()) == len(g.nodes)  # the unread output sequence is not left behind
 
 
 def test_nn_recurrent_steps_are_named_by_layer_direction_and_time():

@@ -73,9 +73,9 @@ class Backend:
     def check_device(self, device: str) -> None:
         """ValueError naming the devices it supports, for a device it cannot target."""
         if device not in self.devices:
-            raise ValueError(f"backend {self.name!r} runs on {', '.join(self.devices)}, not "
-                             f"{device!r}" + ("; use backend='onnxruntime' or 'tvm' for device='cuda'"
-                                              if device == "cuda" else ""))
+            where = ("the CPU only" if self.devices == ("cpu",) else ", ".join(self.devices))
+            hint = "; use backend='onnxruntime' or 'tvm' for device='cuda'" if device == "cuda" else ""
+            raise ValueError(f"backend {self.name!r} runs on {where}, not {device!r}{hint}")
 
     def lowers(self, op: Any) -> bool:
         """Whether this backend has a lowering for primitive `op`."""

@@ -119,17 +119,6 @@ class TvmEmitter:
         from tvm import topi
         return topi
 
-    def producer(self, value):
-        """(op name, args, attrs) of the Relax call bound to `value`, or None.
-
-        Lets a rule read through its operand's producer (e.g. matmul reading a transpose in
-        place instead of a transposed copy).
-        """
-        bound = self.bb.lookup_binding(value) if isinstance(value, self.relax.Var) else None
-        if isinstance(bound, self.relax.Call) and hasattr(bound.op, "name"):
-            return bound.op.name, list(bound.args), bound.attrs
-        return None
-
     def emit_te(self, fn, *args, **kwargs):
         """Emits a TE function of Relax values (arguments arrive as te.Tensors)."""
         return self.bb.emit_te(fn, *args, **kwargs)

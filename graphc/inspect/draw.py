@@ -30,7 +30,7 @@ def _short_source(src: str | None) -> str:
 
 
 def _node_lines(node: Node) -> list[str]:
-    if node.op.name == "constant":
+    if node.op.traits.constant:
         v = node.attrs.get("value")
         return [format_attr(v) if getattr(v, "size", 2) <= 4 else f"const {node.output.type}"]
     lines = [node.op.name, f"%{node.output.name}: {node.output.type}"]
@@ -51,7 +51,7 @@ def _tooltip(node: Node) -> str:
 
 
 def _kind(node: Node) -> str:
-    if node.op.name == "constant":
+    if node.op.traits.constant:
         return "const"
     return "backward" if node.origin is not None else "node"
 

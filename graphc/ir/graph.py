@@ -306,23 +306,32 @@ class Graph:
                 out.setdefault(i, []).append(n)
         return out
 
-    def use_counts(self) -> dict[Value, int]:
-        """How many node inputs read each value (an output counts as one more use)."""
-        counts: dict[Value, int] = {v: 0 for v in self.values()}
+    def live_nodes(self) -> set[Node]:
+        """The nodes some output depends on (walked backwards from the outputs)."""
+        live: set[Node] = set()
+        stack = [v.producer for v in self.outputs.values() if v.producer is not None]
+        while stack:
+            n = stack.pop()
+            if n not in live:
+                live.add(n)
+                stack.extend(i.producer for i in n.inputs if i.producer is not None)
+        return live
+
+    def single_use(self) -> set[str]:
+        """Names of the values read by exactly one live node and not graph outputs.
+
+        Dead nodes (left by a pass for `eliminate_dead_code`) are not users, so a fusion that must
+        not duplicate work ("the product has no other user") sees the same graph whether or not
+        dead code was removed first.
+        """
+        live = self.live_nodes()
+        count: dict[str, int] = {}
         for n in self.nodes:
-            for i in n.inputs:
-                counts[i] = counts.get(i, 0) + 1
-        for v in self.outputs.values():
-            counts[v] = counts.get(v, 0) + 1
-        return counts
-
-    def single_use(self) -> set[Value]:
-        """Values read by exactly one node and not graph outputs: safe to fuse into that node."""
-        return {v for v, c in self.use_counts().items() if c == 1 and v.producer is not None
-                and v not in self._output_set()}
-
-    def _output_set(self) -> set[Value]:
-        return set(self.outputs.values())
+            if n in live:
+                for i in n.inputs:
+                    count[i.name] = count.get(i.name, 0) + 1
+        outs = {v.name for v in self.outputs.values()}
+        return {k for k, c in count.items() if c == 1 and k not in outs}
 
     def param_data(self) -> dict[str, np.ndarray]:
         return {p.name: p.data for p in self.params}

@@ -1,6 +1,6 @@
 """The op registry: every primitive defined once, grouped by family."""
 from . import elementwise, nn, reduce, shape  # noqa: F401  (registers the primitives)
 from . import fused  # noqa: F401,E402  (primitives made by the fusion passes)
-from .base import OPS, Op, get_op, register
+from .base import OPS, Op, OpTraits, get_op, register
 
-__all__ = ["OPS", "Op", "get_op", "register"]
+__all__ = ["OPS", "Op", "OpTraits", "get_op", "register"]

@@ -13,9 +13,14 @@ A primitive defines, in one block:
   never import onnx or tvm.
 
 Attributes named in ``shape_attrs`` hold dims that may be symbolic; backends resolve them.
+What passes and backends may assume about an op without knowing which op it is (a view, a
+commutative product, the Relax op it lowers to) is declared with it in ``traits`` (`OpTraits`):
+a pass asks ``op.traits.commutative``, never ``op.name == "add"``.
 """
 from __future__ import annotations
 
+import inspect
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -23,6 +28,47 @@ import numpy as np
 from ..ir.types import TensorType
 
 OPS: dict[str, "Op"] = {}
+
+
+@dataclass(frozen=True)
+class OpTraits:
+    """Facts about a primitive that passes and backends rely on instead of its name.
+
+    Attributes:
+        elementwise: output element i depends only on element i of each (broadcast) input.
+        broadcasting: a binary op whose two operands broadcast with numpy rules, so an explicit
+            expand of an operand is redundant when the result keeps its shape.
+        commutative: ``f(a, b) == f(b, a)`` for a binary op (up to NaN payloads and the sign of a
+            zero); rewrite patterns over it match both operand orders.
+        view_like: the output holds every element of input 0 unchanged, moved, repeated or
+            relabelled (reshape, expand, transpose, stop_gradient): a view of a uniform literal is
+            that literal, and a view of finite values is finite.
+        converts_dtype: the output is input 0 converted elementwise to the dtype of the output
+            (cast); from an integer or bool input it holds no NaN or Inf.
+        selects: each output element is taken from input 1 or input 2 as the bool input 0 says
+            (where).
+        concatenates: the output is the inputs joined along ``attrs["axis"]`` (concat).
+        reduction: the output reduces input 0 over ``attrs["axes"]`` (None: all) with
+            ``attrs["keepdims"]`` (sum, mean, max, min).
+        constant: the op has no inputs and its node holds the value in ``attrs["value"]``.
+        relax_op: the dotted name under ``tvm.relax.op`` that the generic Unary and Binary TVM
+            rules call with the inputs (``"exp"``, ``"nn.relu"``); None for ops with their own rule.
+
+    Example::
+
+        traits = OpTraits(elementwise=True, broadcasting=True, commutative=True, relax_op="add")
+    """
+
+    elementwise: bool = False
+    broadcasting: bool = False
+    commutative: bool = False
+    view_like: bool = False
+    converts_dtype: bool = False
+    selects: bool = False
+    concatenates: bool = False
+    reduction: bool = False
+    constant: bool = False
+    relax_op: str | None = None
 
 
 class Op:
@@ -37,6 +83,8 @@ class Op:
     nondiff_inputs: tuple[int, ...] = ()
     #: attributes holding (possibly symbolic) dims
     shape_attrs: tuple[str, ...] = ()
+    #: what passes and backends may assume about this op (see `OpTraits`)
+    traits: OpTraits = OpTraits()
     #: optional rules, filled in by each primitive
     vjp: Callable[..., Any] | None = None
     onnx: Callable[..., Any] | None = None
@@ -64,6 +112,32 @@ class Op:
     def has_vjp(self) -> bool:
         return self.vjp is not None
 
+    def relax_fn(self, e: Any) -> Callable[..., Any]:
+        """The Relax op named by ``traits.relax_op``, looked up on the emitter's ``e.R``.
+
+        Raises:
+            NotImplementedError: the op declares no ``relax_op``.
+        """
+        name = self.traits.relax_op
+        if not name:
+            raise NotImplementedError(f"{self.name} declares no relax_op trait")
+        fn = e.R
+        for part in name.split("."):
+            fn = getattr(fn, part)
+        return fn
+
+    def attr_default(self, name: str) -> Any:
+        """The value an attribute takes when a node omits it: the default in `infer`'s signature.
+
+        Returns None when `infer` has no such keyword or no default for it.
+        """
+        defaults = self.__dict__.get("_attr_defaults")
+        if defaults is None:  # each primitive is one instance: read its signature once
+            params = inspect.signature(self.infer).parameters.values()
+            defaults = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+            self._attr_defaults = defaults
+        return defaults.get(name)
+
     def __repr__(self) -> str:
         return f"<op {self.name}>"
 
@@ -74,6 +148,8 @@ def register(cls: type[Op]) -> type[Op]:
         cls.name = cls.__name__
     if cls.name in OPS:
         raise ValueError(f"primitive {cls.name!r} is defined twice")
+    if not isinstance(cls.traits, OpTraits):
+        raise TypeError(f"primitive {cls.name!r}: traits must be an OpTraits, got {cls.traits!r}")
     OPS[cls.name] = cls()
     return cls
 

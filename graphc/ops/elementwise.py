@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from ..ir.types import TensorType, broadcast_shapes, canonical_dtype
-from .base import Op, fmt_shape, register, require_float
+from .base import Op, OpTraits, fmt_shape, register, require_float
 
 
 class Unary(Op):
@@ -15,6 +15,7 @@ class Unary(Op):
     arity = 1
     float_only = True
     onnx_op = ""
+    traits = OpTraits(elementwise=True)
 
     def infer(self, x: TensorType) -> TensorType:
         if self.float_only:
@@ -30,7 +31,7 @@ class Unary(Op):
         return e.op(self.onnx_op, [x])
 
     def tvm(self, e, x):
-        return {"neg": e.R.negative, "relu": e.R.nn.relu}.get(self.name, getattr(e.R, self.name, None))(x)
+        return self.relax_fn(e)(x)
 
     @staticmethod
     def fn(x):  # pragma: no cover - overridden
@@ -40,6 +41,7 @@ class Unary(Op):
 @register
 class neg(Unary):
     """y = -x"""
+    traits = OpTraits(elementwise=True, relax_op="negative")
     float_only = False
     onnx_op = "Neg"
     fn = staticmethod(np.negative)
@@ -51,6 +53,7 @@ class neg(Unary):
 @register
 class exp(Unary):
     """y = e^x"""
+    traits = OpTraits(elementwise=True, relax_op="exp")
     onnx_op = "Exp"
     fn = staticmethod(np.exp)
 
@@ -62,6 +65,7 @@ class exp(Unary):
 @register
 class log(Unary):
     """y = ln x"""
+    traits = OpTraits(elementwise=True, relax_op="log")
     onnx_op = "Log"
 
     @staticmethod
@@ -77,6 +81,7 @@ class log(Unary):
 @register
 class sqrt(Unary):
     """y = sqrt(x)"""
+    traits = OpTraits(elementwise=True, relax_op="sqrt")
     onnx_op = "Sqrt"
 
     @staticmethod
@@ -91,6 +96,7 @@ class sqrt(Unary):
 @register
 class abs(Unary):
     """y = |x|"""
+    traits = OpTraits(elementwise=True, relax_op="abs")
     float_only = False
     onnx_op = "Abs"
     fn = staticmethod(np.abs)
@@ -103,6 +109,7 @@ class abs(Unary):
 @register
 class tanh(Unary):
     """y = tanh x"""
+    traits = OpTraits(elementwise=True, relax_op="tanh")
     onnx_op = "Tanh"
     fn = staticmethod(np.tanh)
 
@@ -113,6 +120,7 @@ class tanh(Unary):
 @register
 class sigmoid(Unary):
     """y = 1 / (1 + e^-x)"""
+    traits = OpTraits(elementwise=True, relax_op="sigmoid")
     onnx_op = "Sigmoid"
 
     @staticmethod
@@ -128,6 +136,7 @@ class sigmoid(Unary):
 @register
 class relu(Unary):
     """y = max(x, 0)"""
+    traits = OpTraits(elementwise=True, relax_op="nn.relu")
     float_only = False
     onnx_op = "Relu"
 
@@ -145,6 +154,7 @@ class relu(Unary):
 @register
 class erf(Unary):
     """y = erf x"""
+    traits = OpTraits(elementwise=True, relax_op="erf")
     onnx_op = "Erf"
 
     @staticmethod
@@ -159,6 +169,7 @@ class erf(Unary):
 @register
 class sign(Unary):
     """y = -1, 0 or 1 by the sign of x"""
+    traits = OpTraits(elementwise=True, relax_op="sign")
     float_only = False
     onnx_op = "Sign"
     differentiable = False
@@ -172,6 +183,7 @@ class Binary(Op):
 
     arity = 2
     onnx_op = ""
+    traits = OpTraits(elementwise=True, broadcasting=True)
     out_dtype: str | None = None
     allow_bool = False
     float_only = False
@@ -198,8 +210,7 @@ class Binary(Op):
         return e.op(self.onnx_op, [a, b])
 
     def tvm(self, e, a, b):
-        names = {"sub": "subtract", "mul": "multiply", "div": "divide", "pow": "power"}
-        return getattr(e.R, names.get(self.name, self.name))(a, b)
+        return self.relax_fn(e)(a, b)
 
     @staticmethod
     def fn(a, b):  # pragma: no cover - overridden
@@ -209,6 +220,7 @@ class Binary(Op):
 @register
 class add(Binary):
     """z = a + b"""
+    traits = OpTraits(elementwise=True, broadcasting=True, commutative=True, relax_op="add")
     onnx_op = "Add"
     fn = staticmethod(np.add)
 
@@ -219,6 +231,7 @@ class add(Binary):
 @register
 class sub(Binary):
     """z = a - b"""
+    traits = OpTraits(elementwise=True, broadcasting=True, relax_op="subtract")
     onnx_op = "Sub"
     fn = staticmethod(np.subtract)
 
@@ -229,6 +242,7 @@ class sub(Binary):
 @register
 class mul(Binary):
     """z = a * b"""
+    traits = OpTraits(elementwise=True, broadcasting=True, commutative=True, relax_op="multiply")
     onnx_op = "Mul"
     fn = staticmethod(np.multiply)
 
@@ -239,6 +253,7 @@ class mul(Binary):
 @register
 class div(Binary):
     """z = a / b (integer inputs: truncating, as ONNX Div)"""
+    traits = OpTraits(elementwise=True, broadcasting=True, relax_op="divide")
     onnx_op = "Div"
 
     @staticmethod
@@ -256,6 +271,7 @@ class div(Binary):
 @register
 class pow(Binary):
     """z = a ** b"""
+    traits = OpTraits(elementwise=True, broadcasting=True, relax_op="power")
     onnx_op = "Pow"
     float_only = True
 
@@ -270,6 +286,7 @@ class pow(Binary):
 @register
 class maximum(Binary):
     """z = max(a, b)"""
+    traits = OpTraits(elementwise=True, broadcasting=True, commutative=True, relax_op="maximum")
     onnx_op = "Max"
     fn = staticmethod(np.maximum)
 
@@ -282,6 +299,7 @@ class maximum(Binary):
 @register
 class minimum(Binary):
     """z = min(a, b)"""
+    traits = OpTraits(elementwise=True, broadcasting=True, commutative=True, relax_op="minimum")
     onnx_op = "Min"
     fn = staticmethod(np.minimum)
 
@@ -300,6 +318,7 @@ class Compare(Binary):
 @register
 class equal(Compare):
     """z = a == b"""
+    traits = OpTraits(elementwise=True, broadcasting=True, commutative=True, relax_op="equal")
     onnx_op = "Equal"
     allow_bool = True
     fn = staticmethod(np.equal)
@@ -313,6 +332,7 @@ class equal(Compare):
 @register
 class less(Compare):
     """z = a < b"""
+    traits = OpTraits(elementwise=True, broadcasting=True, relax_op="less")
     onnx_op = "Less"
     fn = staticmethod(np.less)
 
@@ -320,6 +340,7 @@ class less(Compare):
 @register
 class less_equal(Compare):
     """z = a <= b"""
+    traits = OpTraits(elementwise=True, broadcasting=True, relax_op="less_equal")
     onnx_op = "LessOrEqual"
     fn = staticmethod(np.less_equal)
 
@@ -327,6 +348,7 @@ class less_equal(Compare):
 @register
 class greater(Compare):
     """z = a > b"""
+    traits = OpTraits(elementwise=True, broadcasting=True, relax_op="greater")
     onnx_op = "Greater"
     fn = staticmethod(np.greater)
 
@@ -334,6 +356,7 @@ class greater(Compare):
 @register
 class greater_equal(Compare):
     """z = a >= b"""
+    traits = OpTraits(elementwise=True, broadcasting=True, relax_op="greater_equal")
     onnx_op = "GreaterOrEqual"
     fn = staticmethod(np.greater_equal)
 
@@ -351,6 +374,7 @@ class Logical(Compare):
 @register
 class logical_and(Logical):
     """z = a and b"""
+    traits = OpTraits(elementwise=True, broadcasting=True, commutative=True, relax_op="logical_and")
     onnx_op = "And"
     fn = staticmethod(np.logical_and)
 
@@ -358,6 +382,7 @@ class logical_and(Logical):
 @register
 class logical_or(Logical):
     """z = a or b"""
+    traits = OpTraits(elementwise=True, broadcasting=True, commutative=True, relax_op="logical_or")
     onnx_op = "Or"
     fn = staticmethod(np.logical_or)
 
@@ -365,6 +390,7 @@ class logical_or(Logical):
 @register
 class logical_not(Op):
     """y = not x"""
+    traits = OpTraits(elementwise=True)
     differentiable = False
 
     def infer(self, x):
@@ -385,6 +411,7 @@ class logical_not(Op):
 @register
 class where(Op):
     """z = cond ? a : b, broadcasting all three"""
+    traits = OpTraits(elementwise=True, selects=True)
     arity = 3
     nondiff_inputs = (0,)
 
@@ -417,6 +444,7 @@ class where(Op):
 @register
 class cast(Op):
     """y = x converted to `dtype`"""
+    traits = OpTraits(elementwise=True, converts_dtype=True)
 
     def infer(self, x, dtype):
         return x.with_dtype(canonical_dtype(dtype))
@@ -442,6 +470,7 @@ class cast(Op):
 @register
 class stop_gradient(Op):
     """y = x, with a zero gradient (the autodiff pass sends nothing back through it)"""
+    traits = OpTraits(elementwise=True, view_like=True)
     differentiable = False
 
     def infer(self, x):
@@ -464,6 +493,7 @@ class stop_gradient(Op):
 @register
 class constant(Op):
     """y = value (a literal array held in the node)"""
+    traits = OpTraits(constant=True)
     arity = 0
     differentiable = False
 
@@ -487,6 +517,7 @@ class constant(Op):
 @register
 class safe_mul(Binary):
     """z = a * b, but 0 wherever a == 0 (so 0 * inf = 0: a zero cotangent stays zero)"""
+    traits = OpTraits(elementwise=True, broadcasting=True)
     onnx_op = "Mul"
     float_only = True
 

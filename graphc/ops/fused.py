@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir.types import TensorType, broadcast_shapes
-from .base import Op, fmt_shape, norm_axes, norm_axis, register, require_float, static_numel
+from .base import Op, OpTraits, fmt_shape, norm_axes, norm_axis, register, require_float, static_numel
 
 _REDUCTIONS = ("none", "mean", "sum")
 
@@ -313,6 +313,7 @@ class softmax_cross_entropy(Op):
 @register
 class bce_with_logits(Op):
     """y = softplus(z) - z * t = max(z, 0) - z * t + log(1 + e^-|z|), broadcasting z and t"""
+    traits = OpTraits(elementwise=True, broadcasting=True)
     arity = 2
 
     def infer(self, z, t):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir.types import TensorType, broadcast_shapes
-from .base import Op, fmt_shape, norm_axes, norm_axis, register, require_float
+from .base import Op, OpTraits, fmt_shape, norm_axes, norm_axis, register, require_float
 from .base import static_numel
 
 
@@ -42,12 +42,13 @@ class Reduce(Op):
         ax = norm_axes(axes, e.in_types[0].rank)
         if not ax:
             return x
-        return getattr(e.R, self.name)(x, axis=list(ax), keepdims=bool(keepdims))
+        return self.relax_fn(e)(x, axis=list(ax), keepdims=bool(keepdims))
 
 
 @register
 class sum(Reduce):
     """y = sum of x over axes"""
+    traits = OpTraits(reduction=True, relax_op="sum")
     onnx_op = "ReduceSum"
     fn = staticmethod(np.sum)
 
@@ -59,6 +60,7 @@ class sum(Reduce):
 @register
 class mean(Reduce):
     """y = mean of x over axes"""
+    traits = OpTraits(reduction=True, relax_op="mean")
     onnx_op = "ReduceMean"
 
     def infer(self, x, axes=None, keepdims=False):
@@ -77,6 +79,7 @@ class mean(Reduce):
 @register
 class max(Reduce):
     """y = max of x over axes"""
+    traits = OpTraits(reduction=True, relax_op="max")
     onnx_op = "ReduceMax"
     fn = staticmethod(np.max)
 
@@ -87,6 +90,7 @@ class max(Reduce):
 @register
 class min(Reduce):
     """y = min of x over axes"""
+    traits = OpTraits(reduction=True, relax_op="min")
     onnx_op = "ReduceMin"
     fn = staticmethod(np.min)
 
@@ -152,10 +156,7 @@ class matmul(Op):
         return e.op("MatMul", [a, b])
 
     def tvm(self, e, a, b):
-        src = e.producer(a)
-        if (e.in_types[0].rank == 2 and e.in_types[1].rank == 2 and src is not None
-                and src[0] == "relax.permute_dims"):
-            return e.matmul_ta(src[1][0], b)  # reads x in place, no transposed copy
+        # a transposed operand is read in place by `gemm(a, b, trans_a)` (fuse_gemm makes it)
         return e.R.matmul(a, b)
 
     def vjp(self, g, a, b, *, y):

@@ -6,7 +6,7 @@ import builtins
 import numpy as np
 
 from ..ir.types import TensorType, broadcast_shapes, dim_product, normalize_dim
-from .base import Op, fmt_shape, norm_axis, register
+from .base import Op, OpTraits, fmt_shape, norm_axis, register
 from .base import static_numel
 
 INT_MAX = 2**63 - 1
@@ -15,6 +15,7 @@ INT_MAX = 2**63 - 1
 @register
 class reshape(Op):
     """y = x with a new shape of the same size (dims may be symbolic; no -1 here)"""
+    traits = OpTraits(view_like=True)
     shape_attrs = ("shape",)
 
     def infer(self, x, shape):
@@ -49,6 +50,7 @@ class reshape(Op):
 @register
 class transpose(Op):
     """y = x with axes permuted: y.shape[i] = x.shape[axes[i]]"""
+    traits = OpTraits(view_like=True)
 
     def infer(self, x, axes):
         if sorted(axes) != list(range(x.rank)):
@@ -76,6 +78,7 @@ class transpose(Op):
 @register
 class expand(Op):
     """y = x broadcast to `shape` (numpy broadcast_to)"""
+    traits = OpTraits(view_like=True)
     shape_attrs = ("shape",)
 
     def infer(self, x, shape):
@@ -108,6 +111,7 @@ class expand(Op):
 @register
 class concat(Op):
     """y = inputs joined along `axis`"""
+    traits = OpTraits(concatenates=True)
     arity = None
 
     def infer(self, *xs, axis):

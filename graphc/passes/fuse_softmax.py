@@ -11,38 +11,32 @@ from __future__ import annotations
 from ..frontends import dsl
 from ..frontends import functional as F
 from ..ir.graph import Graph
-from .eliminate_dead_code import eliminate_dead_code
 from .pipeline import register_pass
-from .rewrite import Match, apply_rules, rule
+from .rewrite import RewriteStats, apply_rules, rule, single_axis
+
+#: both reductions (the max and the sum) keep dims and run over the same single axis
+_ONE_AXIS = {"axes": single_axis("axis"), "keepdims": True}
 
 
-def _one_axis(m: Match) -> bool:
-    """Both reductions (max, sum) run over the same single axis; returns it via m.values."""
-    axes = set()
-    for n in m.nodes:
-        if "axes" in n.attrs:
-            rank = n.inputs[0].type.rank
-            a = n.attrs["axes"]
-            a = (a,) if isinstance(a, int) else a
-            if a is None or len(a) != 1 or not n.attrs.get("keepdims"):
-                return False
-            axes.add(a[0] % rank)
-    return len(axes) == 1
-
-
-@rule(lambda x: F.softmax(x, -1), when=_one_axis)
+@rule(lambda x: F.softmax(x, -1), attrs={"max": _ONE_AXIS, "sum": _ONE_AXIS})
 def softmax_rule(m, x):
     """exp(x - max x) / sum(exp(x - max x)) -> softmax(x)   (one axis)"""
-    axis = next(n.attrs["axes"] for n in m.nodes if "axes" in n.attrs)
-    axis = axis if isinstance(axis, int) else axis[0]
-    return dsl.apply("softmax", [x], {"axis": axis % x.ndim})
+    return dsl.apply("softmax", [x], {"axis": m.attrs["axis"]})
+
+
+#: what the last run did (`last_stats.changed`: whether any composite was fused)
+last_stats: RewriteStats | None = None
 
 
 @register_pass("fuse_softmax")
 def fuse_softmax(graph: Graph) -> Graph:
-    """A copy of `graph` with softmax composites replaced by the `softmax` primitive."""
-    out, _ = apply_rules(graph, [softmax_rule])
-    return eliminate_dead_code(out)
+    """A copy of `graph` with softmax composites replaced by the `softmax` primitive.
+
+    The composites' pieces are left for `eliminate_dead_code` (a pipeline runs it after).
+    """
+    global last_stats
+    out, last_stats = apply_rules(graph, [softmax_rule])
+    return out
 
 
 __all__ = ["fuse_softmax"]

@@ -10,11 +10,29 @@ A rule is two DSL functions over pattern variables::
 The pattern is traced once into a tiny graph. It matches a node when the ops and the dataflow
 agree: each pattern variable binds one value (a variable used twice must bind the same value),
 each literal in the pattern (here `1.0`) matches a value that is known to equal it everywhere.
-Attributes of pattern nodes are not compared (the pattern was traced with placeholder types);
-a `when` guard or the replacement itself inspects them through the `Match`
-(``inner, outer = m.nodes``). The replacement runs on the graph being rebuilt, so the DSL checks
-its types; it may return None to decline. New nodes inherit the matched node's source line and
-provenance, and the result takes the matched node's name.
+A pattern node over a commutative op (``op.traits.commutative``) matches both operand orders,
+so the rule above also rewrites ``1 * x``; the matcher backtracks, so a later mismatch or a
+`when` guard that says no makes it try the other order.
+
+Attributes are not compared by default (the pattern was traced with placeholder types). A rule
+constrains them with ``attrs={op name: {attribute: constraint}}``, applied to every node of that
+op in the pattern: a plain value must be equal (a missing attribute takes the op's default), and
+an `AttrTest` (`single_axis`, `last_axis`, `trailing_axes`, `every_axis`, `swapped_last_two`,
+`identity_perm`, `bind`, `satisfies`) tests it against the matched node and may bind a name, which must
+then bind equal values everywhere and reaches the replacement as ``m.attrs[name]``.
+``traced_attrs=("keepdims",)`` instead asks every matched node to have the attribute as the
+traced composite has it, node by node (an outer sum without keepdims, an inner one with)::
+
+    @rule(lambda x: F.softmax(x, -1), traced_attrs=("keepdims",),
+          attrs={op: {"axes": single_axis("axis")} for op in ("max", "sum")})
+    def softmax_rule(m, x):
+        '''exp(x - max x) / sum(exp(x - max x)) -> softmax(x)'''
+        return dsl.apply("softmax", [x], {"axis": m.attrs["axis"]})
+
+A `when` guard is for what attributes cannot say (types, single use, literal values). The
+replacement runs on the graph being rebuilt, so the DSL checks its types; it may return None to
+decline. New nodes inherit the matched node's source line and provenance, and the result takes
+the matched node's name.
 
 The engine knows nothing about particular ops: rules carry all op knowledge, and what counts as
 a known literal is a hook (`literal=`) that the rule set may extend.
@@ -24,7 +42,7 @@ from __future__ import annotations
 import inspect
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -32,41 +50,19 @@ from ..frontends.dsl import Tensor
 from ..ir.errors import GraphcError
 from ..ir.graph import Graph, Node, Value
 from ..ir.printer import node_in_context
+from ..ir.rebuild import copy_node, new_frame, set_outputs  # noqa: F401  (the one copy routine)
 from ..ir.types import TensorType
+from ..ops.base import Op, norm_axes
 
 LiteralFn = Callable[[Value], "np.ndarray | None"]
 
 
-# ---- rebuilding graphs (shared by every pass) -----------------------------------------------------
-
-def new_frame(graph: Graph) -> tuple[Graph, dict[Value, Value]]:
-    """An empty graph with `graph`'s name, meta, inputs and params (param data shared, not copied)."""
-    g = Graph(graph.name)
-    g.meta = dict(graph.meta)
-    vmap: dict[Value, Value] = {}
-    for v in graph.inputs:
-        vmap[v] = g.add_input(v.name, v.type)
-    for v in graph.params:
-        vmap[v] = g.add_param(v.name, v.data)
-    return g, vmap
-
-
-def copy_node(g: Graph, node: Node, inputs: Sequence[Value]) -> Value:
-    """Adds a copy of `node` over `inputs` to `g`, keeping its name, source and provenance."""
-    return g.add_node(node.op, list(inputs), node.attrs, node.output.type, node.output.name,
-                      node.source, node.origin)
-
-
-def set_outputs(new: Graph, old: Graph, vmap: dict[Value, Value]) -> Graph:
-    """Points `new`'s outputs, under the same names and in the same order, at the mapped values."""
-    new.outputs = {k: vmap[v] for k, v in old.outputs.items()}
-    return new
-
+# ---- literals -------------------------------------------------------------------------------------
 
 def constant_literal(v: Value) -> np.ndarray | None:
     """The array a value is known to hold at build time: the payload of a literal node."""
     p = v.producer
-    if p is not None and p.op.arity == 0 and "value" in p.attrs:
+    if p is not None and p.op.traits.constant:
         return np.asarray(p.attrs["value"])
     return None
 
@@ -79,22 +75,131 @@ def uniform_scalar(arr: np.ndarray | None) -> Any:
     return first if np.all(arr == first) else None  # NaN never equals itself: not uniform
 
 
-# ---- rules -------------------------------------------------------------------------------------------
+# ---- attribute constraints -------------------------------------------------------------------------
+
+#: what an `AttrTest` returns for an attribute that does not fit
+NO_MATCH = object()
+
+
+@dataclass(frozen=True)
+class AttrTest:
+    """A constraint on one attribute of a pattern node.
+
+    Attributes:
+        describe: what the attribute must be (shown in reprs).
+        test: ``test(value, node) -> bound value or NO_MATCH``; `value` is the node's attribute
+            (or the op's default), `node` the matched node (its input types give axes a rank).
+        bind: optional name; every test binding it must give equal values, which reach the
+            replacement as ``m.attrs[bind]``.
+    """
+
+    describe: str
+    test: Callable[[Any, Node], Any]
+    bind: str | None = None
+
+    def __repr__(self) -> str:
+        return f"<{self.describe}{f' as {self.bind}' if self.bind else ''}>"
+
+
+def _axes(value: Any, node: Node) -> tuple[int, ...] | None:
+    """`value` (an axis, axes or None for all) as sorted axes of the node's input 0, or None if bad."""
+    try:
+        return norm_axes(value, node.inputs[0].type.rank)
+    except (TypeError, ValueError):
+        return None
+
+
+def single_axis(bind: str | None = None) -> AttrTest:
+    """Exactly one axis (`axes` or `axis` of input 0); binds it as a non-negative int."""
+    def test(value: Any, node: Node) -> Any:
+        ax = _axes(value, node)
+        return ax[0] if ax is not None and len(ax) == 1 else NO_MATCH
+    return AttrTest("one axis", test, bind)
+
+
+def last_axis(bind: str | None = None) -> AttrTest:
+    """Exactly the last axis of input 0; binds it as a non-negative int."""
+    def test(value: Any, node: Node) -> Any:
+        ax = _axes(value, node)
+        return ax[0] if ax == (node.inputs[0].type.rank - 1,) else NO_MATCH
+    return AttrTest("the last axis", test, bind)
+
+
+def trailing_axes(bind: str | None = None) -> AttrTest:
+    """One or more axes that end at the last axis of input 0; binds the first of them."""
+    def test(value: Any, node: Node) -> Any:
+        ax = _axes(value, node)
+        rank = node.inputs[0].type.rank
+        return ax[0] if ax and ax == tuple(range(ax[0], rank)) else NO_MATCH
+    return AttrTest("trailing axes", test, bind)
+
+
+def every_axis() -> AttrTest:
+    """Every axis of input 0 (None, the reductions' default, included)."""
+    def test(value: Any, node: Node) -> Any:
+        ax = _axes(value, node)
+        return ax if ax == tuple(range(node.inputs[0].type.rank)) else NO_MATCH
+    return AttrTest("every axis", test)
+
+
+def swapped_last_two() -> AttrTest:
+    """A permutation of input 0's axes that swaps the last two and keeps the rest (rank >= 2)."""
+    def test(value: Any, node: Node) -> Any:
+        r = node.inputs[0].type.rank
+        want = tuple(range(r - 2)) + (r - 1, r - 2)
+        return want if r >= 2 and tuple(value) == want else NO_MATCH
+    return AttrTest("the last two axes swapped", test)
+
+
+def identity_perm() -> AttrTest:
+    """The identity permutation of input 0's axes."""
+    def test(value: Any, node: Node) -> Any:
+        want = tuple(range(node.inputs[0].type.rank))
+        return want if tuple(value) == want else NO_MATCH
+    return AttrTest("the identity permutation", test)
+
+
+def bind(name: str) -> AttrTest:
+    """Any value, bound to `name`: nodes binding the same name must agree (``pad(pad(x, v), v)``)."""
+    return AttrTest("any value", lambda value, node: value, name)
+
+
+def satisfies(pred: Callable[[Any, Node], bool], describe: str, bind: str | None = None) -> AttrTest:
+    """Any test `pred(value, node)` of one attribute; binds the value itself."""
+    return AttrTest(describe, lambda value, node: value if pred(value, node) else NO_MATCH, bind)
+
+
+AttrSpec = dict[str, dict[str, Any]]
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):  # arrays: compared by value
+        return bool(np.array_equal(a, b))
+
+
+# ---- patterns --------------------------------------------------------------------------------------
 
 @dataclass
 class Match:
-    """One match of a rule: the matched root node, all matched nodes and the variables' bindings.
+    """One match of a pattern: the matched root node, all matched nodes and the bindings.
 
     Attributes:
-        root: the node being rewritten (not yet in the graph).
-        nodes: the matched nodes, in the order the pattern built them (root last).
+        root: the node being rewritten (for a rule: not yet in the graph).
+        nodes: the matched nodes, in the order the pattern built them (root last), whatever
+            operand order a commutative op was matched in.
         values: pattern variable name -> bound value.
+        attrs: attribute name bound by an `AttrTest` -> its (normalized) value.
     """
 
     root: Node
     nodes: list[Node]
     values: dict[str, Value]
     literal_fn: LiteralFn = field(repr=False, default=constant_literal)
+    attrs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def type(self) -> TensorType:
@@ -117,71 +222,171 @@ class Match:
         return self.literal_fn(self.values[name])
 
 
+class Pattern:
+    """A DSL function traced into a small graph, with attribute constraints; matches values.
+
+    Args:
+        fn: a DSL function of the pattern variables (its parameter names name them).
+        types: placeholder types for tracing, by variable name (see `rule`).
+        attrs: ``{op name: {attribute: value or AttrTest}}`` for every node of that op.
+        traced_attrs: attribute names that must equal, node by node, what tracing `fn` gave
+            (``("keepdims",)``: each reduction keeps dims exactly where the composite does).
+        name: used in messages.
+
+    Example::
+
+        SWAP = Pattern(lambda x: dsl.transpose(x), attrs={"transpose": {"axes": swapped_last_two()}})
+        SWAP.match(v)  # a Match binding "x", or None
+    """
+
+    def __init__(self, fn: Callable[..., Tensor], types: dict[str, Any] | None = None,
+                 attrs: AttrSpec | None = None, traced_attrs: Sequence[str] = (),
+                 name: str = "pattern"):
+        self.name = name
+        self.var_names = list(inspect.signature(fn).parameters)
+        g = Graph(f"pattern:{name}")
+        types = types or {}
+        with g:
+            args = [Tensor(g.add_input(n, _var_type(types.get(n)))) for n in self.var_names]
+            out = fn(*args)
+        out = out.value if isinstance(out, Tensor) else out
+        if not isinstance(out, Value) or out.producer is None:
+            raise ValueError(f"rule {name!r}: the pattern must build at least one node")
+        self.graph = g
+        self.root_op: Op = out.producer.op
+        self.nodes = g.nodes
+        self.root = out.producer
+        self._literals = {n: uniform_scalar(constant_literal(n.output)) for n in g.nodes
+                          if n.op.traits.constant}
+        ops = {n.op.name: n.op for n in g.nodes}
+        unknown = sorted(set(attrs or {}) - set(ops))
+        if unknown:
+            raise ValueError(f"rule {name!r}: attribute constraints name {unknown}, which the "
+                             f"pattern does not build (it builds {sorted(ops)})")
+        by_op = {ops[k]: list(v.items()) for k, v in (attrs or {}).items()}
+        #: pattern node -> [(attribute, value or AttrTest)] that a matched node must satisfy
+        self._checks: dict[Node, list[tuple[str, Any]]] = {}
+        for n in g.nodes:
+            traced = [(k, n.attrs[k] if k in n.attrs else n.op.attr_default(k)) for k in traced_attrs
+                      if k in n.attrs or n.op.attr_default(k) is not None]
+            if by_op.get(n.op) or traced:
+                self._checks[n] = by_op.get(n.op, []) + traced
+
+    def match(self, value: Value, literal: LiteralFn = constant_literal) -> Match | None:
+        """The first match of this pattern rooted at `value`'s producer, or None."""
+        if value.producer is None:
+            return None
+        return next(self.matches(value.producer, literal), None)
+
+    def matches(self, node: Node, literal: LiteralFn = constant_literal) -> Iterator[Match]:
+        """Every match rooted at `node` (operand orders of commutative ops tried in turn)."""
+        binding: dict[Value, Value] = {}
+        found: dict[Node, Node] = {}
+        bound: dict[str, Any] = {}
+
+        def attrs_fit(pn: Node, tn: Node) -> list[str] | None:
+            """Checks pn's constraints on tn; the attribute names it newly bound, or None."""
+            added: list[str] = []
+            for key, want in self._checks.get(pn, ()):
+                have = tn.attrs[key] if key in tn.attrs else tn.op.attr_default(key)
+                if isinstance(want, AttrTest):
+                    got = want.test(have, tn)
+                    ok = got is not NO_MATCH
+                    if ok and want.bind is not None:
+                        if want.bind in bound:
+                            ok = _same(bound[want.bind], got)
+                        else:
+                            bound[want.bind] = got
+                            added.append(want.bind)
+                else:
+                    ok = _same(have, want)
+                if not ok:
+                    for k in added:
+                        del bound[k]
+                    return None
+            return added
+
+        def walk(pv: Value, tv: Value) -> Iterator[None]:
+            pn = pv.producer
+            if pn is None:  # a pattern variable
+                if pv in binding:
+                    if binding[pv] is tv:
+                        yield
+                    return
+                binding[pv] = tv
+                yield
+                del binding[pv]
+                return
+            if pn.op.traits.constant:  # a literal: tv must hold the same value everywhere
+                want, have = self._literals[pn], uniform_scalar(literal(tv))
+                if want is not None and have is not None and bool(want == have):
+                    yield
+                return
+            tn = tv.producer
+            if tn is None or tn.op is not pn.op or len(tn.inputs) != len(pn.inputs):
+                return
+            if pn in found:
+                if found[pn] is tn:
+                    yield
+                return
+            added = attrs_fit(pn, tn)
+            if added is None:
+                return
+            found[pn] = tn
+            orders = [tn.inputs]
+            if pn.op.traits.commutative and len(tn.inputs) == 2 and tn.inputs[0] is not tn.inputs[1]:
+                orders.append(tn.inputs[::-1])
+            for ins in orders:
+                yield from walk_all(pn.inputs, ins, 0)
+            del found[pn]
+            for k in added:
+                del bound[k]
+
+        def walk_all(ps: Sequence[Value], ts: Sequence[Value], i: int) -> Iterator[None]:
+            if i == len(ps):
+                yield
+                return
+            for _ in walk(ps[i], ts[i]):
+                yield from walk_all(ps, ts, i + 1)
+
+        for _ in walk(self.root.output, node.output):
+            yield Match(node, [found[p] for p in self.nodes if p in found],
+                        {v.name: binding[v] for v in self.graph.inputs if v in binding}, literal,
+                        dict(bound))
+
+
 class Rule:
-    """A rewrite rule: a traced DSL pattern, a DSL replacement and an optional guard."""
+    """A rewrite rule: a traced DSL pattern (`Pattern`), a DSL replacement and an optional guard."""
 
     def __init__(self, name: str, pattern: Callable[..., Tensor], replace: Callable[..., Any],
                  when: Callable[[Match], bool] | None = None,
-                 types: dict[str, Any] | None = None):
+                 types: dict[str, Any] | None = None, attrs: AttrSpec | None = None,
+                 traced_attrs: Sequence[str] = ()):
         doc = inspect.getdoc(replace)
         if not doc:
             raise ValueError(f"rule {name!r} needs a one-line formula docstring")
         self.name, self.formula = name, doc.splitlines()[0]
         self.replace_fn, self.when = replace, when
-        self.var_names = list(inspect.signature(pattern).parameters)
-        self._trace(pattern, types or {})
+        self.pattern = Pattern(pattern, types, attrs, traced_attrs, name)
+        self.var_names = self.pattern.var_names
 
-    def _trace(self, pattern: Callable[..., Tensor], types: dict[str, Any]) -> None:
-        g = Graph(f"pattern:{self.name}")
-        with g:
-            args = [Tensor(g.add_input(n, _var_type(types.get(n)))) for n in self.var_names]
-            out = pattern(*args)
-        out = out.value if isinstance(out, Tensor) else out
-        if not isinstance(out, Value) or out.producer is None:
-            raise ValueError(f"rule {self.name!r}: the pattern must build at least one node")
-        self.pattern = g
-        self.root_op = out.producer.op.name
-        self.pnodes = g.nodes
-        self.proot = out.producer
-        self._literals = {n: uniform_scalar(constant_literal(n.output)) for n in g.nodes
-                          if n.op.arity == 0}
+    @property
+    def root_op(self) -> Op:
+        """The op of the pattern's root: the rule is tried on nodes of this op only."""
+        return self.pattern.root_op
 
     def __repr__(self) -> str:
         return f"<rule {self.name}: {self.formula}>"
 
+    def matches(self, node: Node, literal: LiteralFn = constant_literal) -> Iterator[Match]:
+        """Every match of this rule's pattern rooted at `node` that its guard accepts."""
+        for m in self.pattern.matches(node, literal):
+            if self.when is None or self.when(m):
+                yield m
+
     def match(self, node: Node, literal: LiteralFn = constant_literal) -> Match | None:
-        """The match of this rule's pattern rooted at `node`, or None."""
-        binding: dict[Value, Value] = {}
-        found: dict[Node, Node] = {}
-
-        def walk(pv: Value, tv: Value) -> bool:
-            if pv.producer is None:  # a pattern variable
-                if pv in binding:
-                    return binding[pv] is tv
-                binding[pv] = tv
-                return True
-            pn = pv.producer
-            if pn.op.arity == 0:  # a literal: tv must hold the same value everywhere
-                want = self._literals[pn]
-                have = uniform_scalar(literal(tv))
-                return want is not None and have is not None and bool(want == have)
-            tn = tv.producer
-            if tn is None or tn.op is not pn.op or len(tn.inputs) != len(pn.inputs):
-                return False
-            if pn in found:
-                return found[pn] is tn
-            if not all(walk(p, t) for p, t in zip(pn.inputs, tn.inputs)):
-                return False
-            found[pn] = tn
-            return True
-
-        if not walk(self.proot.output, node.output):
-            return None
-        m = Match(node, [found[p] for p in self.pnodes if p in found],
-                  {v.name: binding[v] for v in self.pattern.inputs if v in binding}, literal)
-        if self.when is not None and not self.when(m):
-            return None
-        return m
+        """The first match of this rule's pattern rooted at `node` that its guard accepts, or None."""
+        return next(self.matches(node, literal), None)
 
     def apply(self, m: Match) -> Value | None:
         """Runs the replacement; returns its value, or None when the rule declines."""
@@ -204,19 +409,27 @@ def _var_type(spec: Any) -> TensorType:
 
 
 def rule(pattern: Callable[..., Tensor], when: Callable[[Match], bool] | None = None,
-         types: dict[str, Any] | None = None, name: str | None = None
+         types: dict[str, Any] | None = None, name: str | None = None,
+         attrs: AttrSpec | None = None, traced_attrs: Sequence[str] = ()
          ) -> Callable[[Callable[..., Any]], Rule]:
     """Decorator making a `Rule` from a replacement function `fn(m, *vars) -> Tensor | None`.
 
     Args:
         pattern: a DSL function of the pattern variables (its parameter names name them).
-        when: optional guard on the `Match`.
+        when: optional guard on the `Match`, for what `attrs` cannot say (types, single use).
         types: placeholder types for tracing the pattern, by variable name: a dtype string, a
             shape tuple, a TensorType or a gc.spec (default float32 of shape (A, B)).
         name: rule name (default: the function's name).
+        attrs: attribute constraints, ``{op name: {attribute: value or AttrTest}}``, applied to
+            every node of that op in the pattern.
+        traced_attrs: attributes each matched node must have as the traced pattern node has
+            them (see `Pattern`).
+
+    Returns:
+        A decorator; e.g. ``@rule(lambda x: x * 1.0)`` over ``def mul_one(m, x)``.
     """
     def wrap(fn: Callable[..., Any]) -> Rule:
-        return Rule(name or fn.__name__, pattern, fn, when, types)
+        return Rule(name or fn.__name__, pattern, fn, when, types, attrs, traced_attrs)
     return wrap
 
 
@@ -232,7 +445,13 @@ class RewriteStats:
 
     @property
     def total(self) -> int:
+        """Rewrites made in all sweeps."""
         return sum(self.fired.values())
+
+    @property
+    def changed(self) -> bool:
+        """True when some rule fired: the output graph differs from the input."""
+        return self.total > 0
 
     def __str__(self) -> str:
         rules = ", ".join(f"{k} x{v}" for k, v in self.fired.most_common())
@@ -250,7 +469,7 @@ def apply_rules(graph: Graph, rules: Iterable[Rule], literal: LiteralFn = consta
     Each sweep rebuilds the graph in topological order, trying the rules (in order) on every node
     after its inputs were rewritten; sweeps repeat until one fires nothing.
     """
-    by_op: dict[str, list[Rule]] = {}
+    by_op: dict[Op, list[Rule]] = {}
     for r in rules:
         by_op.setdefault(r.root_op, []).append(r)
     stats = RewriteStats()
@@ -266,7 +485,7 @@ def apply_rules(graph: Graph, rules: Iterable[Rule], literal: LiteralFn = consta
             return g, stats
 
 
-def _sweep(graph: Graph, by_op: dict[str, list[Rule]], literal: LiteralFn, fired: Counter
+def _sweep(graph: Graph, by_op: dict[Op, list[Rule]], literal: LiteralFn, fired: Counter
            ) -> tuple[Graph, int]:
     new, vmap = new_frame(graph)
     count = 0
@@ -274,15 +493,15 @@ def _sweep(graph: Graph, by_op: dict[str, list[Rule]], literal: LiteralFn, fired
         for node in graph.nodes:
             ins = [vmap[i] for i in node.inputs]
             result = None
-            rules = by_op.get(node.op.name)
+            rules = by_op.get(node.op)
             if rules:
                 cand = Node(node.op, ins, node.attrs, node.source, node.origin)
                 cand.output = Value(node.output.name, node.output.type, new, "node", producer=cand)
                 for r in rules:
-                    m = r.match(cand, literal)
-                    if m is None:
-                        continue
-                    result = _replace(new, graph, node, r, m)
+                    for m in r.matches(cand, literal):  # a declined match: try the next one
+                        result = _replace(new, graph, node, r, m)
+                        if result is not None:
+                            break
                     if result is not None:
                         fired[r.name] += 1
                         count += 1
@@ -314,5 +533,7 @@ def _replace(new: Graph, old: Graph, node: Node, r: Rule, m: Match) -> Value | N
     return out
 
 
-__all__ = ["Rule", "Match", "RewriteStats", "RuleError", "rule", "apply_rules", "new_frame",
-           "copy_node", "set_outputs", "constant_literal", "uniform_scalar"]
+__all__ = ["Rule", "Pattern", "Match", "AttrTest", "NO_MATCH", "RewriteStats", "RuleError", "rule",
+           "apply_rules", "new_frame", "copy_node", "set_outputs", "constant_literal",
+           "uniform_scalar", "single_axis", "last_axis", "trailing_axes", "every_axis",
+           "swapped_last_two", "identity_perm", "bind", "satisfies"]

@@ -1,7 +1,9 @@
 """simplify_algebra: algebraic identities as DSL rewrite rules, applied to a fixed point.
 
 Every rule below is a pattern and a replacement written with the DSL (see `rewrite.py`), with a
-one-line formula docstring. Rules keep every value bit-for-bit (up to the sign of a zero) on
+one-line formula docstring. A rule over a commutative op also matches the swapped operands
+(`x * 1` covers `1 * x`), and attribute conditions (identity permutations, unit axes) are part
+of the pattern. Rules keep every value bit-for-bit (up to the sign of a zero) on
 every input, NaN and Inf included: that is why `x * 0 -> 0` only fires where x cannot be NaN or
 Inf. The exceptions are `transpose_matmul` and `sum_batched_matmul`, which may let a matmul kernel
 sum in another order.
@@ -20,14 +22,12 @@ import numpy as np
 from ..frontends import dsl
 from ..frontends.dsl import Tensor
 from ..ir.graph import Graph, Value
-from ..ir.types import FLOAT_DTYPES, broadcast_shapes
-from ..ops.base import OPS, norm_axes
+from ..ir.types import FLOAT_DTYPES, TensorType, broadcast_shapes
+from ..ops.base import OPS, Op, norm_axes
 from ..ops.reduce import reduced_shape
 from .pipeline import register_pass
-from .rewrite import Match, RewriteStats, Rule, apply_rules, constant_literal, rule, uniform_scalar
-
-# ops that only move or repeat elements: a view of a uniform literal is that same literal
-_VIEW_OPS = ("expand", "reshape", "transpose", "stop_gradient")
+from .rewrite import (Match, Pattern, RewriteStats, Rule, apply_rules, bind, constant_literal,
+                      identity_perm, rule, satisfies, swapped_last_two, uniform_scalar)
 
 
 def literal(v: Value) -> np.ndarray | None:
@@ -36,7 +36,7 @@ def literal(v: Value) -> np.ndarray | None:
     if arr is not None:
         return arr
     p = v.producer
-    if p is not None and p.op.name in _VIEW_OPS:
+    if p is not None and p.op.traits.view_like:  # a view of a uniform literal is that literal
         s = uniform_scalar(literal(p.inputs[0]))
         if s is not None:
             return np.asarray(s)
@@ -53,11 +53,11 @@ def known_finite(v: Value, depth: int = 8) -> bool:
     p = v.producer
     if p is None or depth == 0:
         return False
-    if p.op.name == "cast":  # int and bool values are far inside float32's range
+    if p.op.traits.converts_dtype:  # int and bool values are far inside float32's range
         return p.inputs[0].type.dtype not in FLOAT_DTYPES
-    if p.op.name in _VIEW_OPS:
+    if p.op.traits.view_like:
         return known_finite(p.inputs[0], depth - 1)
-    if p.op.name == "where":
+    if p.op.traits.selects:
         return known_finite(p.inputs[1], depth - 1) and known_finite(p.inputs[2], depth - 1)
     return False
 
@@ -76,25 +76,13 @@ def _same_type(m: Match, name: str) -> bool:
 
 @rule(lambda x: x * 1.0)
 def mul_one(m, x):
-    """x * 1 -> x"""
-    return dsl.broadcast_to(x, m.shape)
-
-
-@rule(lambda x: 1.0 * x)
-def one_mul(m, x):
-    """1 * x -> x"""
+    """x * 1 -> x   (and 1 * x)"""
     return dsl.broadcast_to(x, m.shape)
 
 
 @rule(lambda x: x + 0.0)
 def add_zero(m, x):
-    """x + 0 -> x"""
-    return dsl.broadcast_to(x, m.shape)
-
-
-@rule(lambda x: 0.0 + x)
-def zero_add(m, x):
-    """0 + x -> x"""
+    """x + 0 -> x   (and 0 + x)"""
     return dsl.broadcast_to(x, m.shape)
 
 
@@ -118,13 +106,7 @@ def div_one(m, x):
 
 @rule(lambda x: x * -1.0)
 def mul_minus_one(m, x):
-    """x * -1 -> -x"""
-    return dsl.broadcast_to(-x, m.shape)
-
-
-@rule(lambda x: -1.0 * x)
-def minus_one_mul(m, x):
-    """-1 * x -> -x"""
+    """x * -1 -> -x   (and -1 * x)"""
     return dsl.broadcast_to(-x, m.shape)
 
 
@@ -133,13 +115,7 @@ def minus_one_mul(m, x):
 # integers or bools such as one-hot masks) is the product a plain zero.
 @rule(lambda x: x * 0.0, when=lambda m: known_finite(m.values["x"]))
 def mul_zero(m, x):
-    """x * 0 -> 0 (x finite)"""
-    return _zeros(m)
-
-
-@rule(lambda x: 0.0 * x, when=lambda m: known_finite(m.values["x"]))
-def zero_mul(m, x):
-    """0 * x -> 0 (x finite)"""
+    """x * 0 -> 0 (x finite; and 0 * x)"""
     return _zeros(m)
 
 
@@ -157,14 +133,8 @@ def sub_neg(m, x, y):
 
 @rule(lambda x, y: x + (-y))
 def add_neg(m, x, y):
-    """x + (-y) -> x - y"""
+    """x + (-y) -> x - y   (and (-y) + x)"""
     return x - y
-
-
-@rule(lambda x, y: (-x) + y)
-def neg_add(m, x, y):
-    """(-x) + y -> y - x"""
-    return y - x
 
 
 @rule(lambda x, y: (-x) * (-y))
@@ -175,8 +145,7 @@ def neg_mul_neg(m, x, y):
 
 # ---- shapes ---------------------------------------------------------------------------------------------
 
-@rule(lambda x: dsl.transpose(x), when=lambda m: _same_type(m, "x")
-      and tuple(m.root.attrs["axes"]) == tuple(range(m.type.rank)))
+@rule(lambda x: dsl.transpose(x), attrs={"transpose": {"axes": identity_perm()}})
 def transpose_identity(m, x):
     """transpose(x, identity) -> x"""
     return x
@@ -222,44 +191,47 @@ def cast_same(m, x):
     return x
 
 
-def _unit_axes(m: Match) -> bool:
-    x = m.values["x"]
-    return all(x.type.shape[a] == 1 for a in norm_axes(m.root.attrs.get("axes"), x.type.rank))
+#: the reductions over `axes` with `keepdims` (sum, mean, max, min)
+_REDUCTIONS: list[Op] = [op for op in OPS.values() if op.traits.reduction]
 
 
-def _reduce_unit_axes(op: str) -> Rule:
-    @rule(lambda x: getattr(dsl, op)(x, axis=0), when=_unit_axes, name=f"{op}_unit_axes")
+def _unit_dims(axes, node) -> bool:
+    shape = node.inputs[0].type.shape
+    return all(shape[a] == 1 for a in norm_axes(axes, len(shape)))
+
+
+def _reduce_unit_axes(op: Op) -> Rule:
+    @rule(lambda x: dsl.apply(op.name, [x], {"axes": 0}), name=f"{op.name}_unit_axes",
+          attrs={op.name: {"axes": satisfies(_unit_dims, "axes of size 1")}})
     def reduce_unit(m, x):
         """reduce(x, axes) -> reshape(x) when every reduced axis has size 1"""
         return dsl.reshape(x, m.shape)
-    reduce_unit.formula = f"{op}(x, axes) -> reshape(x) when every axis in axes has size 1"
+    reduce_unit.formula = f"{op.name}(x, axes) -> reshape(x) when every axis in axes has size 1"
     return reduce_unit
 
 
-sum_unit_axes, mean_unit_axes, max_unit_axes, min_unit_axes = (
-    _reduce_unit_axes(op) for op in ("sum", "mean", "max", "min"))
+UNIT_AXES_RULES: list[Rule] = [_reduce_unit_axes(op) for op in _REDUCTIONS]
 
 
 def _keepdims_dropped(m: Match) -> bool:
-    red = m.nodes[0]
     x = m.values["x"]
-    return bool(red.attrs.get("keepdims")) and m.shape == reduced_shape(
-        x.type.shape, norm_axes(red.attrs.get("axes"), x.type.rank), False)
+    return m.shape == reduced_shape(x.type.shape, norm_axes(m.nodes[0].attrs.get("axes"), x.type.rank),
+                                    False)
 
 
-def _reduce_keepdims_reshape(op: str) -> Rule:
-    @rule(lambda x: dsl.reshape(getattr(dsl, op)(x, axis=0, keepdims=True), ("B",)),
-          when=_keepdims_dropped, name=f"{op}_keepdims_reshape")
+def _reduce_keepdims_reshape(op: Op) -> Rule:
+    @rule(lambda x: dsl.reshape(dsl.apply(op.name, [x], {"axes": 0, "keepdims": True}), ("B",)),
+          when=_keepdims_dropped, name=f"{op.name}_keepdims_reshape",
+          attrs={op.name: {"keepdims": True}})
     def reduce_reshape(m, x):
         """reshape(reduce(x, axes, keepdims=True), reduce(x, axes).shape) -> reduce(x, axes)"""
-        return dsl.apply(op, [x], {"axes": m.nodes[0].attrs.get("axes"), "keepdims": False})
-    reduce_reshape.formula = (f"reshape({op}(x, axes, keepdims=True), {op}(x, axes).shape) -> "
-                              f"{op}(x, axes)")
+        return dsl.apply(op.name, [x], {"axes": m.nodes[0].attrs.get("axes"), "keepdims": False})
+    reduce_reshape.formula = (f"reshape({op.name}(x, axes, keepdims=True), {op.name}(x, axes).shape)"
+                              f" -> {op.name}(x, axes)")
     return reduce_reshape
 
 
-sum_keepdims_reshape, mean_keepdims_reshape, max_keepdims_reshape, min_keepdims_reshape = (
-    _reduce_keepdims_reshape(op) for op in ("sum", "mean", "max", "min"))
+KEEPDIMS_RESHAPE_RULES: list[Rule] = [_reduce_keepdims_reshape(op) for op in _REDUCTIONS]
 
 
 # ---- matmul -------------------------------------------------------------------------------------------
@@ -268,10 +240,13 @@ def _swap_last(rank: int) -> tuple[int, ...]:
     return tuple(range(rank - 2)) + (rank - 1, rank - 2)
 
 
+#: a transpose that swaps the last two axes (a batched matrix transpose)
+SWAP_LAST = Pattern(lambda x: dsl.transpose(x), attrs={"transpose": {"axes": swapped_last_two()}},
+                    name="swap_last")
+
+
 def _is_swap(v: Value) -> bool:
-    p = v.producer
-    return (p is not None and p.op.name == "transpose" and v.type.rank >= 2
-            and tuple(p.attrs["axes"]) == _swap_last(v.type.rank))
+    return SWAP_LAST.match(v) is not None
 
 
 def _mT(v: dsl.Tensor) -> dsl.Tensor:
@@ -283,15 +258,14 @@ def _mT(v: dsl.Tensor) -> dsl.Tensor:
 
 def _transpose_of_matmul(m: Match) -> bool:
     a, b = m.values["a"], m.values["b"]
-    return (a.type.rank >= 2 and b.type.rank >= 2
-            and tuple(m.root.attrs["axes"]) == _swap_last(m.type.rank) and (_is_swap(a) or _is_swap(b)))
+    return a.type.rank >= 2 and b.type.rank >= 2 and (_is_swap(a) or _is_swap(b))
 
 
 # (a @ b)^T is b^T @ a^T exactly in real arithmetic; the products are the same, but a matmul
 # kernel may add them in another order, so results can differ in the last bits (as between BLAS
 # builds). Only where an operand is itself a transpose, so that the rewrite removes transposes.
 @rule(lambda a, b: dsl.transpose(dsl.matmul(a, b)), when=_transpose_of_matmul,
-      types={"b": ("B", "C")})
+      types={"b": ("B", "C")}, attrs={"transpose": {"axes": swapped_last_two()}})
 def transpose_matmul(m, a, b):
     """transpose(a @ b) -> transpose(b) @ transpose(a) (last two axes; when a or b is a transpose)"""
     return dsl.matmul(_mT(b), _mT(a))
@@ -300,10 +274,13 @@ def transpose_matmul(m, a, b):
 def _batch_summed_product(m: Match) -> bool:
     a, b, prod = m.values["a"], m.values["b"], m.nodes[0]
     r = a.type.rank
-    axes = m.root.attrs.get("axes")
     return (r >= 3 and b.type.rank == r and _is_swap(a) and a.type.shape[:-2] == b.type.shape[:-2]
-            and prod.output.type.shape[:-2] == a.type.shape[:-2]
-            and axes is not None and tuple(sorted(norm_axes(axes, r))) == tuple(range(r - 2)))
+            and prod.output.type.shape[:-2] == a.type.shape[:-2])
+
+
+def _batch_axes(axes, node) -> bool:
+    r = node.inputs[0].type.rank
+    return axes is not None and norm_axes(axes, r) == tuple(range(r - 2))
 
 
 # The weight gradient of a Linear layer on (N, S, D) inputs: autodiff gives one small product per
@@ -311,7 +288,8 @@ def _batch_summed_product(m: Match) -> bool:
 # large kernel (the sum's order changes, as in transpose_matmul). Only where a is a transpose, so
 # that flattening x needs no copy.
 @rule(lambda a, b: dsl.sum(dsl.matmul(a, b), 0), when=_batch_summed_product,
-      types={"a": ("A", "C", "B"), "b": ("A", "B", "D")})
+      types={"a": ("A", "C", "B"), "b": ("A", "B", "D")},
+      attrs={"sum": {"axes": satisfies(_batch_axes, "every batch axis")}})
 def sum_batched_matmul(m, a, b):
     """sum(x^T @ g over batch axes) -> reshape(x, (-1, M))^T @ reshape(g, (-1, F))"""
     x = _mT(a)  # (..., K, M): rows of all batch elements stack into one (P*K, M) matrix
@@ -322,16 +300,19 @@ def sum_batched_matmul(m, a, b):
 
 # ---- pads and concatenation -------------------------------------------------------------------------
 
-@rule(lambda x: dsl.pad(x, ((0, 0), (0, 1))),
-      when=lambda m: all(tuple(p) == (0, 0) for p in m.root.attrs["pads"]), types={"x": ("A", 2)})
+def _no_pads(pads, node) -> bool:
+    return all(tuple(p) == (0, 0) for p in pads)
+
+
+@rule(lambda x: dsl.pad(x, ((0, 0), (0, 1))), types={"x": ("A", 2)},
+      attrs={"pad": {"pads": satisfies(_no_pads, "no padding")}})
 def pad_nothing(m, x):
     """pad(x, 0) -> x"""
     return x
 
 
 @rule(lambda x: dsl.pad(dsl.pad(x, ((0, 0), (0, 1))), ((0, 0), (0, 1))),
-      when=lambda m: m.nodes[0].attrs.get("value", 0.0) == m.nodes[1].attrs.get("value", 0.0),
-      types={"x": ("A", 2)})
+      types={"x": ("A", 2)}, attrs={"pad": {"value": bind("value")}})
 def pad_pad(m, x):
     """pad(pad(x, p, v), q, v) -> pad(x, p + q, v)"""
     inner, outer = m.nodes
@@ -340,11 +321,10 @@ def pad_pad(m, x):
 
 
 def _adjacent_pads(m: Match) -> tuple[int, bool] | None:
-    """(axis, a_first) when two zero pads differ only along one axis, where a and b abut."""
+    """(axis, a_first) when two pads differ only along one axis, where a and b abut."""
     pa, pb = m.nodes[0], m.nodes[1]
     a, b = m.values["a"], m.values["b"]
-    if pa.attrs.get("value", 0.0) != 0 or pb.attrs.get("value", 0.0) != 0 \
-            or pa.output.type != m.type or pb.output.type != m.type:
+    if pa.output.type != m.type or pb.output.type != m.type:
         return None
     diff = [k for k, (p, q) in enumerate(zip(pa.attrs["pads"], pb.attrs["pads"])) if tuple(p) != tuple(q)]
     if len(diff) != 1:
@@ -363,7 +343,7 @@ def _adjacent_pads(m: Match) -> tuple[int, bool] | None:
 
 def _concat_parts(v: dsl.Tensor, axis: int) -> list[dsl.Tensor]:
     p = v.value.producer
-    if p is not None and p.op.name == "concat" and p.attrs["axis"] % v.ndim == axis:
+    if p is not None and p.op.traits.concatenates and p.attrs["axis"] % v.ndim == axis:
         return [dsl.Tensor(i) for i in p.inputs]
     return [v]
 
@@ -371,7 +351,8 @@ def _concat_parts(v: dsl.Tensor, axis: int) -> list[dsl.Tensor]:
 # the gradient of x[..., i:j] is a zero pad; the gradients of slices that tile an axis add up
 # to these pads, which are one concatenation
 @rule(lambda a, b: dsl.pad(a, ((0, 0), (0, 2))) + dsl.pad(b, ((0, 0), (2, 0))),
-      when=lambda m: _adjacent_pads(m) is not None, types={"a": ("A", 2), "b": ("A", 2)})
+      when=lambda m: _adjacent_pads(m) is not None, types={"a": ("A", 2), "b": ("A", 2)},
+      attrs={"pad": {"value": 0.0}})
 def add_adjacent_pads(m, a, b):
     """pad(a, (i, n-j)) + pad(b, (j, n-k)) -> pad(concat(a, b), (i, n-k)) (zero pads, a b abut)"""
     k, a_first = _adjacent_pads(m)
@@ -387,19 +368,13 @@ def add_adjacent_pads(m, a, b):
 # two disjoint zero pads first changes no value (each element adds one of them and zeros)
 @rule(lambda x, a, b: (x + dsl.pad(a, ((0, 0), (0, 2)))) + dsl.pad(b, ((0, 0), (2, 0))),
       when=lambda m: _adjacent_pads(Match(m.root, [m.nodes[0], m.nodes[2]], m.values)) is not None,
-      types={"x": ("A", 4), "a": ("A", 2), "b": ("A", 2)})
+      types={"x": ("A", 4), "a": ("A", 2), "b": ("A", 2)}, attrs={"pad": {"value": 0.0}})
 def add_adjacent_pads_assoc(m, x, a, b):
     """(x + pad(a)) + pad(b) -> x + (pad(a) + pad(b)) when a and b abut (then merged)"""
     return x + (Tensor(m.nodes[0].output) + Tensor(m.nodes[2].output))
 
 
 # ---- broadcasting -------------------------------------------------------------------------------------
-
-#: binary primitives that broadcast their operands (numpy rules), so an explicit expand of an
-#: operand is redundant when the result keeps its shape
-_BROADCASTING = ("add", "sub", "mul", "div", "pow", "maximum", "minimum", "safe_mul",
-                 "equal", "less", "less_equal", "greater", "greater_equal")
-
 
 def _implicit(m: Match) -> bool:
     try:
@@ -408,43 +383,67 @@ def _implicit(m: Match) -> bool:
         return False
 
 
-def _expand_operand(op: str, side: int) -> Rule:
+def _operand_dtype(op: Op) -> str:
+    """A dtype the binary `op` accepts, for tracing its pattern (logical ops take bools)."""
+    for dtype in ("float32", "bool"):
+        t = TensorType((2,), dtype)
+        try:
+            op.infer(t, t)
+            return dtype
+        except (TypeError, ValueError):
+            continue
+    raise TypeError(f"{op.name}: no placeholder dtype to trace its broadcast rule with")
+
+
+def _expand_operand(op: Op, side: int) -> Rule:
     def pattern(a, b):
         ea = dsl.apply("expand", [a], {"shape": ("A", "B")})
-        return dsl.apply(op, [ea, b] if side == 0 else [b, ea])
+        return dsl.apply(op.name, [ea, b] if side == 0 else [b, ea])
 
-    @rule(pattern, when=_implicit, types={"a": (1, "B")}, name=f"{op}_expand_{'ab'[side]}")
+    dt = _operand_dtype(op)
+
+    @rule(pattern, when=_implicit, types={"a": TensorType((1, "B"), dt), "b": dt},
+          name=f"{op.name}_expand_{'ab'[side]}")
     def implicit_broadcast(m, a, b):
         """op(expand(a), b) -> op(a, b) when broadcasting gives the same shape"""
-        return dsl.apply(op, [a, b] if side == 0 else [b, a])
-    implicit_broadcast.formula = (f"{op}(expand(a, s), b) -> {op}(a, b)" if side == 0 else
-                                  f"{op}(b, expand(a, s)) -> {op}(b, a)") + " (same result shape)"
+        # keep the operand order of the matched node (a commutative match may have swapped it)
+        args = [dsl.Tensor(v) for v in m.root.inputs]
+        pos = 0 if m.root.inputs[0] is m.nodes[0].output else 1
+        args[pos] = a
+        return dsl.apply(op.name, args)
+    implicit_broadcast.formula = (f"{op.name}(expand(a, s), b) -> {op.name}(a, b)" if side == 0 else
+                                  f"{op.name}(b, expand(a, s)) -> {op.name}(b, a)")
+    implicit_broadcast.formula += (" (either order;" if op.traits.commutative else " (") + \
+        " same result shape)"
     return implicit_broadcast
 
 
-EXPAND_OPERAND_RULES: list[Rule] = [_expand_operand(op, side) for op in _BROADCASTING
-                                    if op in OPS for side in (0, 1)]
+#: `op(expand(a), b) -> op(a, b)` for every binary op that broadcasts its operands; a commutative
+#: op needs one rule for both operand orders
+EXPAND_OPERAND_RULES: list[Rule] = [
+    _expand_operand(op, side) for op in OPS.values() if op.traits.broadcasting and op.arity == 2
+    for side in ((0,) if op.traits.commutative else (0, 1))]
 
 
 # ---- safe_mul (a * b, but 0 where a == 0: the autodiff pass's product with a derivative) ---------
 
-if "safe_mul" in OPS:
-    def _safe(a, b):
-        return dsl.apply("safe_mul", [a, b])
+def _safe(a, b):
+    return dsl.apply("safe_mul", [a, b])
 
-    @rule(lambda a, b: _safe(a, b), when=lambda m: known_finite(m.values["b"]))
-    def safe_mul_finite(m, a, b):
-        """safe_mul(a, b) -> a * b when b is finite (then a == 0 gives 0 anyway)"""
-        return a * b
 
-    @rule(lambda b: _safe(0.0, b))
-    def safe_mul_zero(m, b):
-        """safe_mul(0, b) -> 0"""
-        return _zeros(m)
+@rule(lambda a, b: _safe(a, b), when=lambda m: known_finite(m.values["b"]))
+def safe_mul_finite(m, a, b):
+    """safe_mul(a, b) -> a * b when b is finite (then a == 0 gives 0 anyway)"""
+    return a * b
 
-    SAFE_MUL_RULES: list[Rule] = [safe_mul_finite, safe_mul_zero]
-else:  # pragma: no cover - the op is defined by the autodiff rules
-    SAFE_MUL_RULES = []
+
+@rule(lambda b: _safe(0.0, b))
+def safe_mul_zero(m, b):
+    """safe_mul(0, b) -> 0"""
+    return _zeros(m)
+
+
+SAFE_MUL_RULES: list[Rule] = [safe_mul_finite, safe_mul_zero]
 
 
 # ---- where --------------------------------------------------------------------------------------------
@@ -468,25 +467,17 @@ def where_same(m, c, a):
 # gradients of where(c, f(x), g(x)) come back as two masked halves that add up
 @rule(lambda c, a, b: dsl.where(c, a, 0.0) + dsl.where(c, 0.0, b), types={"c": "bool"})
 def add_where_halves(m, c, a, b):
-    """where(c, a, 0) + where(c, 0, b) -> where(c, a, b)"""
-    return dsl.broadcast_to(dsl.where(c, a, b), m.shape)
-
-
-@rule(lambda c, a, b: dsl.where(c, 0.0, b) + dsl.where(c, a, 0.0), types={"c": "bool"})
-def add_where_halves_swapped(m, c, a, b):
-    """where(c, 0, b) + where(c, a, 0) -> where(c, a, b)"""
+    """where(c, a, 0) + where(c, 0, b) -> where(c, a, b)   (either order)"""
     return dsl.broadcast_to(dsl.where(c, a, b), m.shape)
 
 
 #: the rules of the default `simplify_algebra` pass, tried in this order at each node
 RULES: list[Rule] = [
-    mul_one, one_mul, add_zero, zero_add, sub_zero, zero_sub, div_one, mul_minus_one,
-    minus_one_mul, mul_zero, zero_mul, neg_neg, sub_neg, add_neg, neg_add, neg_mul_neg,
-    transpose_identity, transpose_transpose, reshape_same, reshape_reshape, expand_same,
-    expand_expand, cast_same, sum_unit_axes, mean_unit_axes, max_unit_axes, min_unit_axes,
-    where_constant, where_same, add_where_halves, add_where_halves_swapped, sum_keepdims_reshape, mean_keepdims_reshape,
-    max_keepdims_reshape, min_keepdims_reshape, transpose_matmul, sum_batched_matmul, pad_nothing, pad_pad,
-    add_adjacent_pads, add_adjacent_pads_assoc, *SAFE_MUL_RULES, *EXPAND_OPERAND_RULES,
+    mul_one, add_zero, sub_zero, zero_sub, div_one, mul_minus_one, mul_zero, neg_neg, sub_neg,
+    add_neg, neg_mul_neg, transpose_identity, transpose_transpose, reshape_same, reshape_reshape,
+    expand_same, expand_expand, cast_same, *UNIT_AXES_RULES, where_constant, where_same,
+    add_where_halves, *KEEPDIMS_RESHAPE_RULES, transpose_matmul, sum_batched_matmul, pad_nothing,
+    pad_pad, add_adjacent_pads, add_adjacent_pads_assoc, *SAFE_MUL_RULES, *EXPAND_OPERAND_RULES,
 ]
 
 #: what the last run of the pass did (sweeps, rewrites per rule), for reports and tests

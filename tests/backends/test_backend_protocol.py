@@ -85,7 +85,7 @@ def test_compile_and_check_lowering_ask_the_registry(toy):
     np.testing.assert_allclose(exe(x=np.ones((2, 3), np.float32))["y"], 2 * np.e, rtol=1e-6)
     assert gc.check_lowering(g, backend="toy") == []
     assert "toy" in gc.available_backends()
-    with pytest.raises(ValueError, match="runs on cpu"):
+    with pytest.raises(ValueError, match="runs on the CPU only"):
         gc.compile(g, backend="toy", device="cuda")
 
 

@@ -119,7 +119,7 @@ def test_second_order_matches_finite_differences_of_the_gradient(info, dtype, k)
     rng = np.random.default_rng(7)
     vs = {n: rng.normal(size=feeds[n].shape) for n in wrt}
     h = gc.hvp(g, wrt=wrt)
-    names = h.meta["hvp_vectors"]
+    names = h.role_targets(gc.Role.TANGENT)
     got = gc.compile(h)(**feeds, **{names[n]: vs[n] for n in wrt})
     d = gc.compile(gc.grad(g, wrt=wrt))
     eps = 1e-5
