@@ -123,13 +123,17 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `graphc` console command; returns the exit code."""
     parser = argparse.ArgumentParser(prog="graphc", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"graphc {_version()}")
     sub = parser.add_subparsers(dest="cmd", required=True)
     demo = sub.add_parser("demo", help="the main job on a built-in example")
     names = _demo_names()
     demo.add_argument("name", nargs="?", default=names[0], choices=names,
                       help=f"which demo (default {names[0]})")
-    demo.add_argument("--batch", type=int, default=8, help="batch size of the random input")
-    demo.add_argument("--seed", type=int, default=0, help="seed of the random input")
+    demo.add_argument("--batch", type=int, default=None,
+                      help="mlp: training batch size (default 32); lenet, mlp-forward: size of the "
+                      "random input batch (default 8)")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the data split, weights and "
+                      "shuffle (mlp) or of the random input (forward checks)")
     demo.add_argument("--out", default=None, help="directory for the .onnx file (default ./out)")
     demo.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="onnxruntime device")
     demo.add_argument("--quiet", action="store_true", help="do not print the graph")
@@ -146,6 +150,36 @@ def main(argv: list[str] | None = None) -> int:
     show.add_argument("--dot", metavar="FILE", help="also write the graph as Graphviz DOT text")
     show.add_argument("--html", metavar="FILE", help="also write a self-contained HTML drawing")
     args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except BrokenPipeError:
+        # `graphc show ... | head`: the reader went away; exit quietly, as cat and grep do
+        _silence_stdout()
+        return 0
+    except KeyboardInterrupt:
+        print(f"graphc {args.cmd}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("graphc")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        from . import __version__
+        return __version__
+
+
+def _silence_stdout() -> None:
+    import os
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a real file (e.g. captured by a test)
+        pass
+
+
+def _run(args: argparse.Namespace) -> int:
     from .ir.errors import GraphcError
     try:
         if args.cmd == "demo":
@@ -170,8 +204,16 @@ def main(argv: list[str] | None = None) -> int:
                 print(graph)
             print(summary(graph))
             return 0
-    except (GraphcError, ValueError) as exc:
-        print(f"graphc {args.cmd}: error: {exc}", file=sys.stderr)
+    except (GraphcError, ValueError, OSError) as exc:
+        if isinstance(exc, BrokenPipeError):
+            raise
+        # one line, never a traceback: the message names the file or the problem
+        msg = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.filename \
+            else str(exc)
+        print(f"graphc {args.cmd}: error: {msg}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - e.g. the user's model file raised while loading
+        print(f"graphc {args.cmd}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     return 0
 

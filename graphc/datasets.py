@@ -50,6 +50,18 @@ def standardize(train: dict[str, np.ndarray], test: dict[str, np.ndarray], key: 
     return mu, sd
 
 
+def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """(images uint8 (1797, 8, 8) in 0..16, labels (1797,)): the digits shipped inside graphc.
+
+    The same arrays as `sklearn.datasets.load_digits()` (UCI, CC BY 4.0; see graphc/data/README.md),
+    so the demo and the examples need no scikit-learn.
+    """
+    from importlib.resources import files
+    with files("graphc").joinpath("data/digits.npz").open("rb") as f:
+        d = np.load(f)
+        return d["images"], d["target"]
+
+
 def digits(form: str = "flat", test_size: float = 0.2, seed: int = 0,
            dtype: str = "float32") -> Split:
     """scikit-learn's 1,797 handwritten digits (8x8, 16 grey levels), pixels scaled to [0, 1].
@@ -61,8 +73,8 @@ def digits(form: str = "flat", test_size: float = 0.2, seed: int = 0,
         seed: the split's seed.
         dtype: of x; y is int64 class labels 0..9.
     """
-    d = _sklearn().load_digits()
-    x = (d.images / 16.0).astype(dtype)
+    images, target = load_digits_arrays()
+    x = (images / 16.0).astype(dtype)
     if form == "flat":
         x = x.reshape(len(x), 64)
     elif form == "image":
@@ -71,7 +83,7 @@ def digits(form: str = "flat", test_size: float = 0.2, seed: int = 0,
         x = upsample(x[:, None], 4)
     elif form != "rows":
         raise ValueError(f"digits: form must be 'flat', 'image', 'image32' or 'rows', got {form!r}")
-    return split(x, d.target.astype(np.int64), test_size, seed)
+    return split(x, target.astype(np.int64), test_size, seed)
 
 
 def upsample(images: np.ndarray, factor: int) -> np.ndarray:

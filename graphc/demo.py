@@ -44,7 +44,7 @@ def compare(got: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
     return abs_diff, (abs_diff / scale if scale > 0 else abs_diff)
 
 
-def forward_demo(graph: Graph, batch: int = 8, seed: int = 0, out_dir: str | os.PathLike | None = None,
+def forward_demo(graph: Graph, batch: int | None = 8, seed: int = 0, out_dir: str | os.PathLike | None = None,
                  show_graph: bool = True, device: str = "cpu") -> int:
     """Prints `graph`, exports it to ONNX, runs it on onnxruntime and numpy, compares.
 
@@ -59,6 +59,7 @@ def forward_demo(graph: Graph, batch: int = 8, seed: int = 0, out_dir: str | os.
     Returns:
         0 when onnxruntime matches the reference within RTOL (relative to max |reference|), else 1.
     """
+    batch = 8 if batch is None else batch
     from .backends.onnx import export_onnx, ort_providers
     from .runtime.executable import compile
 
@@ -96,7 +97,7 @@ def forward_demo(graph: Graph, batch: int = 8, seed: int = 0, out_dir: str | os.
     return 0 if ok else 1
 
 
-def lenet_forward(batch: int = 8, seed: int = 0, out_dir: str | os.PathLike | None = None,
+def lenet_forward(batch: int | None = 8, seed: int = 0, out_dir: str | os.PathLike | None = None,
                   show_graph: bool = True, device: str = "cpu") -> int:
     """The issue-2 main job: the LeNet-5 forward graph, printed, exported and cross-checked.
 
@@ -106,7 +107,7 @@ def lenet_forward(batch: int = 8, seed: int = 0, out_dir: str | os.PathLike | No
     return forward_demo(models.lenet5(with_loss=False), batch, seed, out_dir, show_graph, device)
 
 
-def mlp_forward(batch: int = 8, seed: int = 0, out_dir: str | os.PathLike | None = None,
+def mlp_forward(batch: int | None = 8, seed: int = 0, out_dir: str | os.PathLike | None = None,
                 show_graph: bool = True, device: str = "cpu") -> int:
     """The same job for the 784-256-256-10 MLP."""
     return forward_demo(models.mlp(with_loss=False), batch, seed, out_dir, show_graph, device)

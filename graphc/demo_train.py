@@ -18,12 +18,12 @@ TARGET_ACCURACY = 0.96
 
 
 def load_digits_split(seed: int = 0) -> tuple[dict, dict]:
-    """scikit-learn's 8x8 digits, pixels scaled to [0, 1], split 80/20 with `seed`."""
-    from sklearn.datasets import load_digits
-
+    """The 8x8 digits shipped with graphc (scikit-learn's), pixels scaled to [0, 1], split 80/20."""
+    from .datasets import load_digits_arrays
     from .runtime.data import train_test_split
-    d = load_digits()
-    data = {"x": (d.data / 16.0).astype(np.float32), "y": d.target.astype(np.int64)}
+    images, target = load_digits_arrays()
+    data = {"x": (images.reshape(len(images), 64) / 16.0).astype(np.float32),
+            "y": target.astype(np.int64)}
     return train_test_split(data, 0.2, seed=seed)
 
 
@@ -47,17 +47,21 @@ def train_digits_mlp(epochs: int = 20, batch_size: int = 32, seed: int = 0, devi
     return model, loss_fn, trainer, history, train, test
 
 
-def main(batch: int = 8, seed: int = 0, out_dir: str | os.PathLike | None = None,
+def main(batch: int | None = None, seed: int = 0, out_dir: str | os.PathLike | None = None,
          show_graph: bool = True, device: str = "cpu", epochs: int = 20) -> int:
     """Runs the demo; returns 0 when the test accuracy reaches TARGET_ACCURACY.
 
-    `batch` is the forward demos' random-batch size and is not used here (training uses 32).
+    `batch` is the training batch size (default 32); `seed` seeds the split, the initial weights,
+    the shuffle and dropout.
     """
+    batch = 32 if batch is None else batch
+    if batch <= 0:
+        raise ValueError(f"--batch must be a positive number of examples, got {batch}")
     import graphc as gc
     out = Path(out_dir if out_dir is not None else "out")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    model, loss_fn, trainer, history, train, test = train_digits_mlp(epochs, 32, seed, device)
+    model, loss_fn, trainer, history, train, test = train_digits_mlp(epochs, batch, seed, device)
     dt = time.perf_counter() - t0
     if show_graph:
         spec = trainer.spec

@@ -7,6 +7,7 @@ never as a Python loop over arrays at run time.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +57,11 @@ class UpdateContext:
 class Optimizer:
     """Base class: subclasses list their state slots and write `update` in the DSL.
 
+    Every optimizer takes torch.optim's form too: the parameters first, then its arguments,
+    `optim.Adam(model.parameters(), lr=1e-3)`; the parameters are kept (`_params`) and train
+    when the Trainer or `gc.training_step` is given no other parameter list. Without them,
+    `optim.Adam(lr=1e-3)` or `optim.Adam(1e-3)` works as before.
+
     Attributes:
         lr: the base learning rate (the default schedule feeds it unchanged).
         slots: names of the per-parameter state tensors, as torch.optim names them.
@@ -63,6 +69,19 @@ class Optimizer:
 
     lr: float = 1e-3
     slots: tuple[str, ...] = ()
+    #: the parameters given torch-style as the first argument, or None
+    _params: "list[Any] | None" = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None:
+            cls.__init__ = _accept_params_first(init)  # type: ignore[method-assign]
+
+    @property
+    def params(self) -> "list[Any] | None":
+        """The parameters given as the first argument (torch.optim's form), or None."""
+        return self._params
 
     def init_state(self, slot: str, param: np.ndarray) -> np.ndarray:
         """Initial value of one state tensor for a parameter (zeros unless overridden)."""
@@ -89,3 +108,30 @@ class Optimizer:
 def c(x: float, like: Tensor) -> Tensor:
     """A scalar constant in the dtype of `like` (keeps float64 updates in float64)."""
     return dsl.constant(np.asarray(x, like.dtype), graph=like.graph)
+
+
+def _accept_params_first(init: Any) -> Any:
+    """Wraps an optimizer's __init__ so that a leading non-number argument is its parameters."""
+    @functools.wraps(init)
+    def wrapped(self: Optimizer, *args: Any, **kwargs: Any) -> None:
+        if args and not isinstance(args[0], (int, float, np.number)):
+            self._params = _param_list(args[0], type(self).__name__)
+            args = args[1:]
+        init(self, *args, **kwargs)
+    return wrapped
+
+
+def _param_list(params: Any, who: str) -> list[Any]:
+    """The parameters of `Optimizer(params, ...)`: an iterable of Parameters, names or Tensors."""
+    if hasattr(params, "parameters") and callable(params.parameters):  # a model itself
+        params = params.parameters()
+    if isinstance(params, (str, bytes)) or not hasattr(params, "__iter__"):
+        raise TypeError(f"{who}: the first argument is the learning rate (a number) or the "
+                        f"parameters (an iterable, e.g. model.parameters()), got {params!r}")
+    items = list(params)
+    if any(isinstance(p, dict) for p in items):
+        raise TypeError(f"{who}: parameter groups (dicts with their own options) are not supported; "
+                        "pass one list of parameters and one set of options")
+    if not items:
+        raise ValueError(f"{who}: got an empty parameter list")
+    return items

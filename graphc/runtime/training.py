@@ -138,7 +138,8 @@ def training_step(loss_graph: Graph, params: Any = None, optimizer: Optimizer | 
 
     Args:
         loss_graph: a graph (or a `gc.function`) with a scalar loss output.
-        params: the parameters to train: None (every float PARAM), names, Values/Tensors, or
+        params: the parameters to train: None (those given to the optimizer torch-style,
+            `optim.Adam(model.parameters())`, else every float PARAM), names, Values/Tensors, or
             a model with `named_parameters()` / `state_dict()`. Others stay constants.
         optimizer: a `graphc.optim` optimizer (default `SGD(lr=1e-3)`).
         loss: the loss output's name (default "loss" if present, else the first output).
@@ -180,7 +181,7 @@ def training_step(loss_graph: Graph, params: Any = None, optimizer: Optimizer | 
         metrics = [k for k, v in loss_graph.outputs.items() if k != loss and v.type.rank == 0
                    and k not in loss_graph.updates]
     metrics = [loss] + [m for m in metrics if m != loss]
-    names = _param_names(loss_graph, params)
+    names = _param_names(loss_graph, params if params is not None else optimizer.params)
     if not names:
         raise GraphBuildError(f"training_step: graph {loss_graph.name!r} has no parameters to train")
 
