@@ -1,4 +1,4 @@
-"""`graphc demo mlp`: train an MLP on scikit-learn's digits end to end.
+"""`graphc demo mlp`: train an MLP on the 8x8 digits (shipped with graphc) end to end.
 
 Trains a 64-128-10 ReLU MLP (graphc.nn, traced with @gc.function) with Adam and a cosine
 schedule on onnxruntime, showing a progress bar with loss and throughput; prints the test
