@@ -224,7 +224,7 @@ def test_run_time_kernel_failure_names_the_source_line():
         table = g.param("table", (5, 2), init=np.ones((5, 2), np.float32))
         idx = g.input("idx", ("N",), "int64")
         where = next_line()
-        g.output(rows=gc.take(table, idx))
+        g.output(rows=gc.take(table, idx, axis=0))
     with pytest.raises(GraphcError) as info:
         gc.compile(g, "numpy")(idx=np.array([1, 9]))
     msg = str(info.value)

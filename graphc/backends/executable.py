@@ -1,7 +1,8 @@
 """Executable: a compiled graph that checks its feeds and runs on one backend.
 
-Every backend's executable derives from this class; its `run` checks the feeds with
-`graphc.ir.feeds.bind_feeds` (names, ranks, sizes, dtypes, symbol bindings) before `_run`.
+Every backend's executable derives from this class; its `run` checks the feeds with the graph's
+`graphc.ir.feeds.FeedChecker` (names, ranks, sizes, dtypes, symbol bindings, declared integer
+ranges), compiled on the first run, before `_run`.
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..ir.feeds import bind_feeds
+from ..ir.feeds import FeedChecker, bind_feeds  # noqa: F401  (bind_feeds: re-exported)
 from ..ir.graph import Graph
 
 
@@ -32,7 +33,11 @@ class Executable:
         return self.run(feeds)
 
     def run(self, feeds: dict[str, Any]) -> dict[str, np.ndarray]:
-        arrays, bindings = bind_feeds(self.graph, feeds)
+        """Checks `feeds` (FeedError naming the input: see graphc.ir.feeds), runs, returns outputs."""
+        checker = self.__dict__.get("_feed_checker")
+        if checker is None or checker.graph is not self.graph:
+            checker = self._feed_checker = FeedChecker(self.graph)
+        arrays, bindings = checker.check(feeds)
         outs = self._run(arrays, bindings)
         return dict(zip(self.output_names, outs))
 

@@ -15,6 +15,11 @@ from .executable import Executable
 from .stepper import Stepper
 
 DEFAULT_OPSET = 18
+#: the ai.onnx opsets graphc writes; each is tested with onnx.checker (full_check) and with
+#: onnxruntime against the numpy reference over the whole op table (tests/backends/test_onnx_opsets.py).
+#: Lowerings whose ONNX form changed in this range ask `e.opset` or use the emitter's helpers
+#: (`reduce`, `reduce_mean`, `shape_of`).
+SUPPORTED_OPSETS = tuple(range(13, 24))
 IR_VERSION = 10  # onnxruntime 1.31 rejects onnx 1.23's default IR version 14
 
 
@@ -37,7 +42,8 @@ class OnnxEmitter:
         self.graph, self.opset = graph, opset
         self.nodes: list[Any] = []
         self.initializers: list[Any] = []
-        self._names: set[str] = {v.name for v in graph.values()}
+        # output names are taken too: a fresh tensor name must never be an output's
+        self._names: set[str] = {v.name for v in graph.values()} | set(graph.outputs)
         self._consts: dict[tuple, str] = {}
         self._dim_cache: dict[str, str] = {}
         self.sym_source: dict[str, tuple[str, int]] = {}
@@ -70,6 +76,46 @@ class OnnxEmitter:
         self.nodes.append(_onnx().helper.make_node(op_type, list(inputs), outs, name=out, **attrs))
         return out if n_out == 1 else outs
 
+    def reduce(self, op_type: str, x: str, axes=None, keepdims: bool = False) -> str:
+        """ONNX `op_type` (ReduceSum, ReduceMax, ...) of `x` over `axes` (None: all of them).
+
+        The axes are an input from opset 13 for ReduceSum and from opset 18 for the other
+        Reduce* ops, an attribute before; this writes the form of `self.opset`.
+        """
+        if axes is None:
+            return self.op(op_type, [x], keepdims=int(keepdims))
+        axes = [int(a) for a in axes]
+        if op_type == "ReduceSum" or self.opset >= 18:
+            return self.op(op_type, [x, self.const(np.array(axes, np.int64))], keepdims=int(keepdims))
+        return self.op(op_type, [x], axes=axes, keepdims=int(keepdims))
+
+    def reduce_mean(self, x: str, x_type: TensorType, axes=None, keepdims: bool = False) -> str:
+        """The mean of `x` (of type `x_type`) over `axes` (None: all), NaN over no element.
+
+        onnxruntime's ReduceMean of an empty slice is 0, numpy's and PyTorch's mean is NaN
+        (0 / 0); where a reduced dim may be 0 (a symbolic or a zero dim) this writes the sum
+        divided by the count read at run time, which is NaN there as well.
+        """
+        rank = x_type.rank
+        ax = list(range(rank)) if axes is None else [int(a) % max(rank, 1) for a in axes]
+        dims = [x_type.shape[a] for a in ax]
+        if all(isinstance(d, (int, np.integer)) and d > 0 for d in dims):
+            return self.reduce("ReduceMean", x, axes, keepdims)
+        total = self.reduce("ReduceSum", x, axes, keepdims)
+        dt = x_type.dtype
+        if all(isinstance(d, (int, np.integer)) for d in dims):  # a static zero dim
+            return self.op("Div", [total, self.const(np.zeros((), dt))])
+        sizes = self.op("Gather", [self.op("Shape", [x]), self.const(np.array(ax, np.int64))])
+        count = self.op("Cast", [self.reduce("ReduceProd", sizes)], to=self.onnx_dtype(dt))
+        return self.op("Div", [total, count])
+
+    def shape_of(self, x: str, start: int, end: int) -> str:
+        """`x`'s dims start..end-1 as a 1-D int64 tensor (Shape's start/end exist from opset 15)."""
+        if self.opset >= 15:
+            return self.op("Shape", [x], start=start, end=end)
+        return self.op("Slice", [self.op("Shape", [x]), self.const(np.array([start], np.int64)),
+                                 self.const(np.array([end], np.int64))])
+
     def const(self, value: np.ndarray, name_hint: str = "const") -> str:
         """An initializer holding `value` (small ones shared)."""
         value = np.asarray(value)
@@ -91,7 +137,7 @@ class OnnxEmitter:
                                   "size cannot be read at run time")
             src, axis = self.sym_source[sym]
             saved, self.prefix = self.prefix, f"shape_of_{sym}"
-            self._dim_cache[sym] = self.op("Shape", [src], start=axis, end=axis + 1)
+            self._dim_cache[sym] = self.shape_of(src, axis, axis + 1)
             self.prefix = saved
         return self._dim_cache[sym]
 
@@ -126,6 +172,17 @@ def _value_info(name: str, t: TensorType):
     return _onnx().helper.make_tensor_value_info(name, _DTYPE[t.dtype], dims)
 
 
+def check_opset(opset: int | None) -> int:
+    """`opset` (None: `DEFAULT_OPSET`) if graphc writes it; else a GraphcError listing those it does."""
+    if opset is None:
+        return DEFAULT_OPSET
+    if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)) or \
+            int(opset) not in SUPPORTED_OPSETS:
+        raise GraphcError(f"opset {opset!r} is not supported: graphc writes ai.onnx opsets "
+                          f"{SUPPORTED_OPSETS[0]} to {SUPPORTED_OPSETS[-1]} (default {DEFAULT_OPSET})")
+    return int(opset)
+
+
 def missing_onnx_lowerings(graph: Graph) -> list[Node]:
     return [n for n in graph.nodes if n.op.onnx is None]
 
@@ -135,18 +192,37 @@ def to_onnx(graph: Graph, opset: int | None = None, params_as_inputs: bool = Fal
 
     Args:
         graph: the graph.
-        opset: the ai.onnx opset (default 18).
+        opset: the ai.onnx opset (default 18); one of `SUPPORTED_OPSETS` (13 to 23).
         params_as_inputs: also list parameters as graph inputs (with their initial values as
             defaults), so a runtime can feed new values; off for a plain inference model.
+
+    Internal values named like an output of another value are renamed in the model (an ONNX
+    name has one definition), so the model's inputs and outputs keep the graph's names.
+
+    Raises:
+        GraphcError: an unsupported opset, a node without an ONNX lowering, or an input or
+            parameter whose name is the name of an output of another value.
     """
     onnx = _onnx()
-    opset = opset or DEFAULT_OPSET
+    opset = check_opset(opset)
     missing = missing_onnx_lowerings(graph)
     if missing:
         lines = "\n".join(f"  {n.op.name} at {n.source or '?'} (%{n.output.name})" for n in missing)
         raise GraphcError(f"graph {graph.name!r}: {len(missing)} node(s) have no ONNX lowering:\n{lines}")
     e = OnnxEmitter(graph, opset)
     names: dict[str, str] = {v.name: v.name for v in graph.inputs + graph.params}
+    for v in graph.inputs + graph.params:
+        out = graph.outputs.get(v.name)
+        if out is not None and out is not v:
+            raise GraphcError(f"graph {graph.name!r}: output {v.name!r} is %{out.name}, but an "
+                              f"{'input' if v in graph.inputs else 'parameter'} has that name too; "
+                              "ONNX gives a name one definition: rename the output")
+    # the ONNX name of each node's value: its own, unless an output of another value has it
+    own_name = {}
+    for node in graph.nodes:
+        v = node.output
+        clash = v.name in graph.outputs and graph.outputs[v.name] is not v
+        own_name[v.name] = e.fresh(v.name) if clash else v.name
     for p in graph.params:
         e.initializers.append(onnx.numpy_helper.from_array(np.asarray(p.data), p.name))
     for node in graph.nodes:
@@ -164,9 +240,9 @@ def to_onnx(graph: Graph, opset: int | None = None, params_as_inputs: bool = Fal
         # give the node's final ONNX tensor the graph value's name, for readable exports
         produced = [n for n in e.nodes[start:] if out in n.output]
         if produced and not any(out in n.input for n in e.nodes[start:]):
-            produced[0].output[0] = node.output.name
-            produced[0].name = node.output.name
-            out = node.output.name
+            produced[0].output[0] = own_name[node.output.name]
+            produced[0].name = own_name[node.output.name]
+            out = own_name[node.output.name]
         names[node.output.name] = out
     outputs = []
     for k, v in graph.outputs.items():
@@ -190,6 +266,12 @@ def export_onnx(graph: Graph, path: str | os.PathLike | None = None, opset: int 
 
     Parameters become initializers, symbolic dims become named dims, and input/output names are
     the graph's. The model passes `onnx.checker.check_model(model, full_check=True)`.
+    `opset` is one of `SUPPORTED_OPSETS` (ai.onnx 13 to 23; default 18).
+
+    Raises:
+        GraphcError: another opset (the message lists the supported ones), or see `to_onnx`.
+
+    Example: ``gc.export_onnx(graph, "model.onnx", opset=17)``
     """
     onnx = _onnx()
     model = to_onnx(graph, opset)
@@ -198,6 +280,34 @@ def export_onnx(graph: Graph, path: str | os.PathLike | None = None, opset: int 
     if path is not None:
         onnx.save(model, os.fspath(path))
     return model
+
+
+def missing_cpu_kernels(graph: Graph) -> list[Node]:
+    """The nodes onnxruntime's CPU build has no kernel for: their op lists the node's output dtype
+    in `onnxruntime_cpu_missing` (float64 erf, conv2d, conv_transpose2d, avg_pool2d, ...)."""
+    return [n for n in graph.nodes if n.output.type.dtype in n.op.onnxruntime_cpu_missing]
+
+
+def check_kernels(graph: Graph, device: str) -> None:
+    """Raises a GraphcError naming every node (op, dtype, source line) that onnxruntime cannot run
+    on `device`, before a session is created; the CUDA provider has those kernels.
+
+    Example: a float64 `gelu` (erf) on the CPU is refused, with the numpy and TVM backends
+    suggested.
+    """
+    if device == "cuda":
+        return
+    missing = missing_cpu_kernels(graph)
+    if not missing:
+        return
+    lines = "\n".join(f"  {n.source or '?'}: {n.op.name} on {n.output.type.dtype} (%{n.output.name})"
+                      for n in missing)
+    ops = ", ".join(sorted({f"{n.op.name} ({n.output.type.dtype})" for n in missing}))
+    f64 = " or in float32" if all(n.output.type.dtype == "float64" for n in missing) else ""
+    raise GraphcError(
+        f"graph {graph.name!r}: onnxruntime's CPU build has no kernel for {ops}; "
+        f"{len(missing)} node(s) would fail with NOT_IMPLEMENTED:\n{lines}\n"
+        f"run this graph with backend='numpy' or backend='tvm' (or onnxruntime on device='cuda'{f64})")
 
 
 def ort_providers(device: str) -> list[str]:
@@ -222,6 +332,7 @@ class OnnxExecutable(Executable):
                  session_options: Any = None):
         super().__init__(graph, device)
         import onnxruntime as ort
+        check_kernels(graph, device)
         self.model = to_onnx(graph, opset, params_as_inputs=True)
         opts = session_options or ort.SessionOptions()
         if session_options is None:
@@ -256,6 +367,7 @@ class OrtStepper(Stepper):
         super().__init__(graph, device, seed)
         import onnxruntime as ort
         self._ort = ort
+        check_kernels(graph, device)
         self.model = to_onnx(graph, opset)
         opts = session_options or ort.SessionOptions()
         if session_options is None:
@@ -315,6 +427,7 @@ class OrtStepper(Stepper):
             self._bindings.append(b)
         self._bound_outputs = [out_of[n] for n in carried] + list(self._metric_ov)
         self._parity = 0
+        self._can_rollback = False
         self._dynamic_metrics = any(mv is None for mv in self._metric_ov.values())
 
     def _step(self, batch, lr):
@@ -329,6 +442,7 @@ class OrtStepper(Stepper):
             self._lr_ov.update_inplace(lr)
         self.session.run_with_iobinding(b)
         self._parity ^= 1
+        self._can_rollback = True  # the other buffer set still holds this step's inputs
         if self._dynamic_metrics:
             outs = dict(zip(self._bound_outputs, b.get_outputs()))  # in the order bound
             return {m: (mv if mv is not None else outs[m]).numpy().copy()
@@ -346,6 +460,15 @@ class OrtStepper(Stepper):
         cur = self._bufs[self._parity]
         for n, a in values.items():
             cur[n].update_inplace(np.ascontiguousarray(a, dtype=cur[n].numpy().dtype))
+        self._can_rollback = False
+
+    def _rollback(self):
+        # the step read one buffer set and wrote the other: flipping back restores its inputs
+        if not self._can_rollback:
+            return False
+        self._parity ^= 1
+        self._can_rollback = False
+        return True
 
 
 class OnnxRuntimeBackend(Backend):

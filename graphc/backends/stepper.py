@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..ir.errors import FeedError
+from ..ir.feeds import FeedChecker
 from ..ir.graph import Graph
 from ..ir.program import TrainingProgram, program_of
 from .executable import Executable
@@ -36,39 +36,38 @@ class Stepper:
         self.step_count = 0
         self._inputs = {v.name: v for v in graph.inputs}
         self._lr_dtype = np.dtype(self.spec.lr_dtype)
-        # per batch input: (name, dtype, rank, ((axis, static size), ...)) for a fast check
-        self._batch_sig = [(n, np.dtype(self._inputs[n].type.dtype), self._inputs[n].type.rank,
-                            tuple((i, d) for i, d in enumerate(self._inputs[n].type.shape)
-                                  if isinstance(d, int)))
-                           for n in self.spec.batch]
+        # the one feed check (graphc.ir.feeds), compiled once for the batch inputs
+        self._checker = FeedChecker(graph, self.spec.batch, what="batch input", allow_params=False,
+                                    contiguous=True)
 
     def check_batch(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
-        """The batch as arrays of the declared dtypes; FeedError for missing/unknown/bad feeds."""
-        missing = [n for n in self.spec.batch if n not in batch]
-        if missing:
-            raise FeedError(f"training step {self.graph.name!r}: missing batch input(s) "
-                            f"{', '.join(map(repr, missing))}; it takes {', '.join(self.spec.batch)}")
-        out = {}
-        for n, want, rank, static in self._batch_sig:
-            a = batch[n]
-            if not isinstance(a, np.ndarray):
-                a = np.asarray(a)
-            if a.dtype != want:
-                if a.dtype.kind != want.kind and not (a.dtype.kind in "iub" and want.kind in "iu"):
-                    raise FeedError(f"batch input {n!r} has dtype {a.dtype}, expected "
-                                    f"{self._inputs[n].type}")
-                a = a.astype(want)
-            shape = a.shape
-            if len(shape) != rank or any(shape[i] != d for i, d in static):
-                raise FeedError(f"batch input {n!r} has shape {shape}, expected {self._inputs[n].type}")
-            out[n] = a if a.flags.c_contiguous else np.ascontiguousarray(a)
-        return out
+        """The batch as C-contiguous arrays of the declared dtypes.
+
+        Raises:
+            FeedError: a missing or unknown batch input, a wrong rank or size, a symbolic dim
+                ("N") of two sizes, a dtype of another kind, a label outside its range
+                (`batch input 'y': label 10 at index 37 is outside [0, 10) ...`).
+        """
+        return self._checker.check(batch)[0]
 
     def step(self, batch: dict[str, Any], lr: float) -> dict[str, np.ndarray]:
         """Runs one training step; returns the scalar metrics (loss first) as numpy scalars."""
         out = self._step(self.check_batch(batch), np.asarray(lr, self._lr_dtype))
         self.step_count += 1
         return out
+
+    def rollback(self) -> bool:
+        """Puts parameters and state back to before the last step, where the backend still has them.
+
+        Returns:
+            True when it did (`step_count` goes back by one); False when this backend keeps no
+            earlier state, or it was already used or overwritten since (then nothing changes).
+            The Trainer calls it when a step's loss is NaN/Inf, so the model keeps finite weights.
+        """
+        if self.step_count == 0 or not self._rollback():
+            return False
+        self.step_count -= 1
+        return True
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Copies of every parameter and optimizer-state tensor, by input name."""
@@ -99,7 +98,8 @@ class Stepper:
         if problems:
             raise ValueError(f"state does not match training step {self.graph.name!r}: "
                              + "; ".join(problems))
-        self._set({n: np.ascontiguousarray(values[n]) for n in expect if n in values})
+        # np.asarray(order="C"), not np.ascontiguousarray: that one makes 0-d arrays shape (1,)
+        self._set({n: np.asarray(values[n], order="C") for n in expect if n in values})
 
     # ---- backend hooks ------------------------------------------------------------------------
     def _step(self, batch: dict[str, np.ndarray], lr: np.ndarray) -> dict[str, np.ndarray]:
@@ -110,6 +110,13 @@ class Stepper:
 
     def _set(self, values: dict[str, np.ndarray]) -> None:
         raise NotImplementedError
+
+    def _rollback(self) -> bool:
+        """Restores the state from before the last step if still held (no copy); False if not.
+
+        A stepper that swaps buffers or keeps its previous outputs can do this for free.
+        """
+        return False
 
 
 class ExecutableStepper(Stepper):
@@ -124,6 +131,7 @@ class ExecutableStepper(Stepper):
         self.backend = exe.backend
         self.exe = exe
         self._carried = {n: np.array(a, copy=True) for n, a in self.spec.initial.items()}
+        self._previous: dict[str, np.ndarray] | None = None  # the step's inputs, for rollback
 
     def _step(self, batch, lr):
         feeds = dict(batch, **self._carried)
@@ -132,6 +140,7 @@ class ExecutableStepper(Stepper):
         if self.spec.rng_seed:
             feeds[self.spec.rng_seed] = np.asarray(self.seed, np.int64)
         out = self.exe.run(feeds)
+        self._previous = self._carried  # the outputs are new arrays: keeping the old costs nothing
         self._carried = {src: np.asarray(out[o]) for o, src in self.spec.updates.items()}
         return {m: np.asarray(out[m]) for m in self.spec.metrics}
 
@@ -139,4 +148,11 @@ class ExecutableStepper(Stepper):
         return {n: np.array(a, copy=True) for n, a in self._carried.items()}
 
     def _set(self, values):
-        self._carried.update({n: np.array(a, copy=True) for n, a in values.items()})
+        self._carried = {**self._carried, **{n: np.array(a, copy=True) for n, a in values.items()}}
+        self._previous = None
+
+    def _rollback(self):
+        if self._previous is None:
+            return False
+        self._carried, self._previous = self._previous, None
+        return True

@@ -10,6 +10,11 @@ device between calls.
 """
 from __future__ import annotations
 
+import multiprocessing
+import os
+import shutil
+import tempfile
+import time
 from typing import Any, Sequence
 
 import numpy as np
@@ -31,8 +36,8 @@ def _tvm():
         import tvm
         from tvm import relax  # noqa: F401
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise GraphcError("backend='tvm' needs apache-tvm 0.27 (pip install 'apache-tvm>=0.27,<0.28')"
-                          ) from exc
+        raise GraphcError("backend='tvm' needs apache-tvm 0.27: install graphc's tvm extra "
+                          "(pip install 'graphc[tvm]')") from exc
     return tvm
 
 
@@ -180,7 +185,6 @@ def make_target(target: Any = None, device: str = "cpu"):
     Target. Raises GraphcError for device="cuda" where TVM sees no GPU.
     """
     tvm = _tvm()
-    import os
     if device == "cuda":
         if not tvm.cuda(0).exist:
             raise GraphcError("device='cuda': TVM sees no CUDA GPU on this machine (tvm.cuda(0).exist "
@@ -199,11 +203,52 @@ def make_target(target: Any = None, device: str = "cpu"):
     return tvm.target.Target(target)
 
 
+#: seconds a TVM compile may take unless `compile_timeout=` or GRAPHC_TVM_COMPILE_TIMEOUT says
+DEFAULT_COMPILE_TIMEOUT = 300.0
+_TIMEOUT_ENV = "GRAPHC_TVM_COMPILE_TIMEOUT"
+
+
+class CompileTimeoutError(GraphcError):
+    """A TVM compile ran past its time limit (`compile_timeout=`, GRAPHC_TVM_COMPILE_TIMEOUT)."""
+
+
+def compile_timeout_s(compile_timeout: float | None = None) -> float | None:
+    """The compile time limit in seconds, or None for no limit.
+
+    `compile_timeout` wins; None reads GRAPHC_TVM_COMPILE_TIMEOUT, else `DEFAULT_COMPILE_TIMEOUT`
+    (300). 0, a negative number, inf, or "none"/"off" in the variable mean no limit.
+
+    Raises:
+        GraphcError: the variable holds something else.
+    """
+    if compile_timeout is None:
+        raw = os.environ.get(_TIMEOUT_ENV, "").strip()
+        if not raw:
+            return DEFAULT_COMPILE_TIMEOUT
+        if raw.lower() in ("none", "off", "inf"):
+            return None
+        try:
+            compile_timeout = float(raw)
+        except ValueError:
+            raise GraphcError(f"{_TIMEOUT_ENV}={raw!r}: expected seconds (e.g. 600), or 'none' for "
+                              "no limit") from None
+    t = float(compile_timeout)
+    return None if t <= 0 or t == float("inf") else t
+
+
 def build(graph: Graph, target: Any = None, device: str = "cpu", cache: bool = True,
-          cache_dir: str | None = None):
+          cache_dir: str | None = None, compile_timeout: float | None = None):
     """Lowers and compiles `graph`; returns (runtime module or executable, compile info dict).
 
-    Uses the on-disk cache (see `tvm_cache`) unless `cache` is False.
+    Uses the on-disk cache (see `tvm_cache`) unless `cache` is False. With a time limit (see
+    `compile_timeout_s`; 300 s by default) TVM compiles in a forked child process that writes the
+    module into the cache (a throwaway one if `cache` is False), and the module is loaded from
+    there; a child still running at the limit is killed.
+
+    Raises:
+        CompileTimeoutError: the limit passed; names the graph, the limit and the stage (the
+            TVM pass that was running).
+        GraphcError: a node without a TVM lowering, or the compiler failed or died.
     """
     from . import tvm_cache
     from .tvm_schedule import PIPELINE_VERSION, optimize
@@ -215,16 +260,115 @@ def build(graph: Graph, target: Any = None, device: str = "cpu", cache: bool = T
         mod = tvm_cache.load(graph.name, key_parts, cache_dir)
         if mod is not None:
             return mod, {"cached": True}
+    limit = compile_timeout_s(compile_timeout)
     # a hit needs no lowering; a miss lowers first, so a missing lowering is reported (all of
     # them, with source lines) before anything is compiled
     irmod = lower_to_relax(graph)
-    import time
     t0 = time.perf_counter()
+    if limit is not None and "fork" in multiprocessing.get_all_start_methods():
+        root = cache_dir if cache else tempfile.mkdtemp(prefix="graphc-tvm-")
+        try:
+            _compile_in_child(graph.name, irmod, tgt, key_parts, root, limit)
+            ex = tvm_cache.load(graph.name, key_parts, root)
+        finally:
+            if not cache:
+                shutil.rmtree(root, ignore_errors=True)  # the loaded library stays mapped
+        if ex is not None:
+            return ex, {"cached": False, "compile_s": time.perf_counter() - t0}
+        # TVM could not load the library it exported (a module holding an empty constant
+        # of shape (3, 0) fails with "Invalid DLTensor file format"): the child finished
+        # within the limit, so compiling the same module here finishes too
+        cache = False
     ex = tvm.compile(irmod, target=tgt, relax_pipeline=optimize(tgt))
     info = {"cached": False, "compile_s": time.perf_counter() - t0}
     if cache:
         tvm_cache.store(graph.name, key_parts, ex, cache_dir)
     return ex, info
+
+
+def _compile_child(irmod, tgt, graph_name: str, key_parts: dict, root: str | None, conn) -> None:
+    """In the forked child: compile, store the module in the cache at `root`, report to `conn`.
+
+    Messages: ("stage", text) before each TVM pass and before the export, then ("done", None)
+    or ("error", text).
+    """
+    try:
+        tvm = _tvm()
+        from tvm.ir.instrument import pass_instrument
+
+        from . import tvm_cache
+        from .tvm_schedule import optimize
+
+        @pass_instrument
+        class _Stage:
+            def run_before_pass(self, mod, info):
+                conn.send(("stage", f"TVM pass {info.name}"))
+
+            def run_after_pass(self, mod, info):
+                conn.send(("stage", f"after TVM pass {info.name} (LLVM code generation if it was "
+                                    "the last)"))
+        cur = tvm.transform.PassContext.current()
+        with tvm.transform.PassContext(opt_level=cur.opt_level, required_pass=cur.required_pass,
+                                       disabled_pass=cur.disabled_pass,
+                                       instruments=list(cur.instruments) + [_Stage()],
+                                       config=cur.config):
+            ex = tvm.compile(irmod, target=tgt, relax_pipeline=optimize(tgt))
+        conn.send(("stage", "exporting the compiled module (the system linker)"))
+        tvm_cache.store(graph_name, key_parts, ex, root)
+        conn.send(("done", None))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises
+        first = str(exc).strip().splitlines()
+        try:
+            conn.send(("error", f"{type(exc).__name__}: {first[-1] if first else ''}"))
+        except OSError:  # the parent stopped listening (Ctrl-C, its own limit)
+            pass
+
+
+def _compile_in_child(graph_name: str, irmod, tgt, key_parts: dict, root: str | None,
+                      limit: float) -> None:
+    """Runs `_compile_child` in a forked process; waits up to `limit` seconds, then kills it.
+
+    Forked, not spawned: the child needs the lowered module and TVM already in memory (a fresh
+    interpreter would import TVM again, seconds; and Relax modules do not survive save_json).
+    """
+    ctx = multiprocessing.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_compile_child, args=(irmod, tgt, graph_name, key_parts, root, send),
+                       name=f"graphc-tvm-compile-{graph_name}", daemon=True)
+    stage = "starting the compiler process"
+    deadline = time.monotonic() + limit
+    proc.start()
+    send.close()
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise CompileTimeoutError(
+                    f"graph {graph_name!r}: the TVM compile did not finish within {limit:g} s and "
+                    f"was stopped (stage: {stage}). Raise the limit with compile_timeout=<seconds> "
+                    f"or {_TIMEOUT_ENV} (0 or 'none' for no limit), or run the graph with "
+                    "backend='onnxruntime' or 'numpy'")
+            if not recv.poll(min(left, 1.0)):
+                continue
+            try:
+                kind, payload = recv.recv()
+            except EOFError:
+                proc.join(5)
+                raise GraphcError(f"graph {graph_name!r}: the TVM compiler process died (exit code "
+                                  f"{proc.exitcode}) during {stage}") from None
+            if kind == "stage":
+                stage = payload
+            elif kind == "done":
+                proc.join(left)
+                return
+            else:
+                raise GraphcError(f"graph {graph_name!r}: TVM failed to compile it ({stage}): "
+                                  f"{payload}")
+    finally:
+        recv.close()
+        if proc.is_alive():
+            proc.kill()
+        proc.join()
 
 
 class TvmExecutable(Executable):
@@ -236,18 +380,21 @@ class TvmExecutable(Executable):
         target: TVM target (default: LLVM for this CPU, or CUDA for device="cuda").
         cache: use the on-disk compile cache (GRAPHC_CACHE_DIR; GRAPHC_LOG=cache explains misses).
         cache_dir: overrides the cache location.
+        compile_timeout: seconds the compile may take (default GRAPHC_TVM_COMPILE_TIMEOUT, else
+            300; 0 for no limit): past it, CompileTimeoutError naming the graph and the stage.
     """
 
     backend = "tvm"
 
     def __init__(self, graph: Graph, device: str = "cpu", target: Any = None, cache: bool = True,
-                 cache_dir: str | None = None):
+                 cache_dir: str | None = None, compile_timeout: float | None = None):
         super().__init__(graph, device)
         tvm = _tvm()
         from tvm import relax
         self._tvm = tvm
         self.dev = tvm.cuda(0) if device == "cuda" else tvm.cpu(0)
-        self.module, self.compile_info = build(graph, target, device, cache, cache_dir)
+        self.module, self.compile_info = build(graph, target, device, cache, cache_dir,
+                                               compile_timeout)
         self.vm = relax.VirtualMachine(self.module, self.dev)
         self._main = self.vm["main"]
         self.param_names = [p.name for p in graph.params]
@@ -291,15 +438,17 @@ class TvmStepper(Stepper):
         graph: the step graph (see `gc.training_step`).
         device: "cpu" or "cuda".
         seed: fed to the graph's rng seed input, if it has one.
-        target, cache, cache_dir: as for `TvmExecutable`.
+        target, cache, cache_dir, compile_timeout: as for `TvmExecutable`.
     """
 
     backend = "tvm"
 
     def __init__(self, graph: Graph, device: str = "cpu", seed: int = 0, target: Any = None,
-                 cache: bool = True, cache_dir: str | None = None):
+                 cache: bool = True, cache_dir: str | None = None,
+                 compile_timeout: float | None = None):
         super().__init__(graph, device, seed)
-        self.exe = TvmExecutable(graph, device, target=target, cache=cache, cache_dir=cache_dir)
+        self.exe = TvmExecutable(graph, device, target=target, cache=cache, cache_dir=cache_dir,
+                                 compile_timeout=compile_timeout)
         spec = self.spec
         put = self.exe.to_device
         self._carried = {n: put(spec.initial[n]) for n in spec.carried}
@@ -327,6 +476,8 @@ class TvmStepper(Stepper):
             args.append(self._carried[n] if kind == "carried" else put(batch[n]) if kind == "batch"
                         else step if kind == "step" else lr_t if kind == "lr" else self._seed)
         outs = self.exe.run_device(args)
+        # the VM allocated new outputs, so the step's inputs stay intact for a rollback
+        self._previous = dict(self._carried)
         for i, src in self._updates:
             self._carried[src] = outs[i]
         return {m: outs[i].numpy() for m, i in self._metrics}
@@ -336,6 +487,13 @@ class TvmStepper(Stepper):
 
     def _set(self, values):
         self._carried.update({n: self.exe.to_device(a) for n, a in values.items()})
+        self._previous = None
+
+    def _rollback(self):
+        if getattr(self, "_previous", None) is None:
+            return False
+        self._carried, self._previous = self._previous, None
+        return True
 
 
 class TvmBackend(Backend):

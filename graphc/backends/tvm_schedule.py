@@ -19,6 +19,7 @@ prints which rule scheduled each function.
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 import tvm
@@ -29,7 +30,7 @@ from tvm.s_tir.dlight.base import ScheduleRule
 from tvm.target import Target
 
 #: bump when the pipeline or rules change what they generate (part of the cache key)
-PIPELINE_VERSION = "graphc-tvm-3"
+PIPELINE_VERSION = "graphc-tvm-4"
 
 #: rows of the register tile (the vector lanes are the columns)
 TILE_ROWS = 4
@@ -41,6 +42,15 @@ ODD_UNROLL = True
 K_BLOCK = 256
 #: below this many output elements a loop is not worth spreading over threads
 PARALLEL_MIN = 4096
+#: a block is inlined into its consumers only while its expression, with what was already
+#: inlined into it, reads at most this many buffer elements; past that it keeps its own loop
+#: nest. Inlining copies an expression into every read of it, so a chain whose steps each read
+#: the step before twice doubles per step: the gradient of softmax(softmax(x)) over one element
+#: fuses some 30 such steps (safe_mul is where(g == 0, 0, g * b)) into one function, and
+#: inlining them all made an expression of millions of nodes that TVM's StmtSimplify never
+#: finished (the compile "hung" for minutes; with this bound it takes well under a second).
+INLINE_MAX_LOADS = 32
+_LOAD = re.compile(r"\w\[")
 
 
 def _log(msg: str) -> None:
@@ -82,6 +92,20 @@ def _largest_divisor(n: int, cap: int) -> int:
 
 def _blocks(sch):
     return sch.get_child_blocks(sch.get_sblock("root"))
+
+
+def _inline_bounded(sch, block) -> bool:
+    """compute_inline `block` unless its expression already reads more than INLINE_MAX_LOADS
+    buffer elements (see there); returns whether it was inlined."""
+    loads = len(_LOAD.findall(str(sch.get(block).body)))
+    if loads > INLINE_MAX_LOADS:
+        _log(f"not inlining block {sch.get(block).name_hint}: its expression reads {loads} elements")
+        return False
+    try:
+        sch.compute_inline(block)
+    except Exception:  # noqa: BLE001 - an output, or a block read by a reduction's init
+        return False
+    return True
 
 
 def _vectorize_innermost(sch, block, target) -> None:
@@ -201,9 +225,7 @@ class TiledReduction(_Rule):
                 # padded copy made once
                 _injective_nest(sch, b.block_rv, target)
                 continue
-            try:
-                sch.compute_inline(b.block_rv)
-            except Exception:  # noqa: BLE001 - keep it as its own nest
+            if not _inline_bounded(sch, b.block_rv):  # keep it as its own nest
                 _injective_nest(sch, b.block_rv, target)
         block = main.block_rv
         loops = sch.get_loops(block)
@@ -291,10 +313,7 @@ class TiledReduction(_Rule):
         # Elementwise blocks that do not read the reduction (a momentum term `0.9 * v`) inline
         # into their consumers first; then each consumer of the tile is computed on the tile.
         for b in blocks[:-1]:
-            try:
-                sch.compute_inline(b)
-            except Exception:  # noqa: BLE001 - an output or a multi-consumer block
-                pass
+            _inline_bounded(sch, b)  # not inlined: an output, a multi-consumer or a large block
         for b in blocks:
             try:
                 sch.get(b)
@@ -318,12 +337,9 @@ class Injective(_Rule):
         if infos is None or not all(b.is_injective() for b in infos):
             return None
         blocks = [b.block_rv for b in infos]
-        # inline everything into the last block(s) that produce outputs
+        # inline everything into the last block(s) that produce outputs, within INLINE_MAX_LOADS
         for b in blocks[:-1]:
-            try:
-                sch.compute_inline(b)
-            except Exception:  # noqa: BLE001
-                pass
+            _inline_bounded(sch, b)
         for b in self._live_blocks(sch, blocks):
             _injective_nest(sch, b, target)
         return sch

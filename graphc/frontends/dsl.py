@@ -94,31 +94,211 @@ class Tensor:
     def __invert__(self): return logical_not(self)
     def __getitem__(self, idx): return _getitem(self, idx)
 
-    # ---- methods -------------------------------------------------------------------------------
+    # ---- methods: numpy's names with numpy's meaning, torch's with torch's --------------------
+    # (transpose is torch's: two dims swapped; for a numpy permutation use permute or gc.transpose)
     @property
     def T(self) -> "Tensor":
         return transpose(self)
 
     def reshape(self, *shape) -> "Tensor":
-        return reshape(self, shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape)
+        """x with a new shape, given as one tuple or as ints (one may be -1, dims may be symbols)."""
+        return reshape(self, _varargs(shape))
 
-    def transpose(self, *axes) -> "Tensor":
-        return transpose(self, axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list))
-                         else (axes or None))
+    def view(self, *shape) -> "Tensor":
+        """torch's Tensor.view: the same as reshape (a graph has no strides to share)."""
+        return reshape(self, _varargs(shape))
 
-    def sum(self, axis=None, keepdims=False): return sum(self, axis, keepdims)
-    def mean(self, axis=None, keepdims=False): return mean(self, axis, keepdims)
-    def max(self, axis=None, keepdims=False): return max(self, axis, keepdims)
-    def min(self, axis=None, keepdims=False): return min(self, axis, keepdims)
-    def argmax(self, axis=None, keepdims=False): return argmax(self, axis, keepdims)
-    def astype(self, dtype): return cast(self, dtype)
+    def view_as(self, other) -> "Tensor":
+        return reshape(self, _tensor(other).shape)
+
+    def reshape_as(self, other) -> "Tensor":
+        return reshape(self, _tensor(other).shape)
+
+    def size(self, dim: int | None = None):
+        """torch's Tensor.size(): the shape as a tuple, or one dim; a symbolic dim is its symbol."""
+        if dim is None:
+            return tuple(self.shape)
+        return self.shape[_axis("size", dim, self.ndim)]
+
+    def dim(self) -> int:
+        """The rank (torch's Tensor.dim())."""
+        return self.ndim
+
+    def numel(self) -> Dim:
+        """The number of elements: an int, or a symbolic dim such as "N*10"."""
+        return self.type.numel()
+
+    def transpose(self, *dims) -> "Tensor":
+        """torch's Tensor.transpose(dim0, dim1): the two dims swapped.
+
+        A 1-D or 2-D tensor may omit them (reversed, as numpy). A numpy-style permutation
+        (`x.transpose(1, 0, 2)`) raises: write `x.permute(1, 0, 2)` or `gc.transpose(x, axes)`.
+        """
+        if len(dims) == 2:
+            return swapaxes(self, *dims)
+        if not dims and self.ndim <= 2:
+            return transpose(self)
+        raise GraphBuildError(f"{user_frame()}: Tensor.transpose(dim0, dim1) swaps two dims, as in "
+                              f"torch; got {dims!r} for {tuple(self.shape)}: for a permutation use "
+                              "x.permute(*dims) or gc.transpose(x, axes) (numpy's)")
+
+    def permute(self, *dims) -> "Tensor":
+        """torch's Tensor.permute(*dims): numpy's transpose(x, dims)."""
+        return transpose(self, _varargs(dims))
+
+    def t(self) -> "Tensor":
+        """torch's Tensor.t(): a rank <= 2 tensor transposed."""
+        if self.ndim > 2:
+            raise GraphBuildError(f"{user_frame()}: t() expects a tensor of rank <= 2, got "
+                                  f"{tuple(self.shape)}; use transpose(dim0, dim1) or permute")
+        return transpose(self)
+
+    def swapaxes(self, axis0: int, axis1: int) -> "Tensor":
+        return swapaxes(self, axis0, axis1)
+
+    swapdims = swapaxes
+
+    def unsqueeze(self, dim: int) -> "Tensor":
+        return expand_dims(self, dim)
+
+    def squeeze(self, dim=None) -> "Tensor":
+        return squeeze(self, dim)
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> "Tensor":
+        return flatten(self, start_dim, end_dim)
+
+    def expand(self, *sizes) -> "Tensor":
+        """torch's Tensor.expand: broadcast to `sizes`, -1 keeping a dim as it is."""
+        return expand(self, _varargs(sizes))
+
+    def expand_as(self, other) -> "Tensor":
+        return broadcast_to(self, _tensor(other).shape)
+
+    def contiguous(self) -> "Tensor":
+        """x itself: graph values have no memory layout."""
+        return self
+
+    def detach(self) -> "Tensor":
+        """x with no gradient flowing back (gc.stop_gradient)."""
+        return stop_gradient(self)
+
+    def sum(self, axis=None, keepdims=None, *, dim=None, keepdim=None):
+        return sum(self, axis, keepdims, dim=dim, keepdim=keepdim)
+
+    def mean(self, axis=None, keepdims=None, *, dim=None, keepdim=None):
+        return mean(self, axis, keepdims, dim=dim, keepdim=keepdim)
+
+    def max(self, axis=None, keepdims=None, *, dim=None, keepdim=None):
+        """The maximum values (numpy's max, torch's amax; indices: argmax)."""
+        return max(self, axis, keepdims, dim=dim, keepdim=keepdim)
+
+    def min(self, axis=None, keepdims=None, *, dim=None, keepdim=None):
+        """The minimum values (numpy's min, torch's amin; indices: argmin)."""
+        return min(self, axis, keepdims, dim=dim, keepdim=keepdim)
+
+    amax, amin = max, min
+
+    def argmax(self, axis=None, keepdims=None, *, dim=None, keepdim=None):
+        return argmax(self, axis, keepdims, dim=dim, keepdim=keepdim)
+
+    def argmin(self, axis=None, keepdims=None, *, dim=None, keepdim=None):
+        return argmin(self, axis, keepdims, dim=dim, keepdim=keepdim)
+
+    def logsumexp(self, dim=None, keepdim=None, *, axis=None, keepdims=None):
+        from .functional import logsumexp
+        return logsumexp(self, axis, keepdims, dim=dim, keepdim=keepdim)
+
+    def softmax(self, dim=None, *, axis=None):
+        from .functional import softmax
+        return softmax(self, dim, axis=axis)
+
+    def log_softmax(self, dim=None, *, axis=None):
+        from .functional import log_softmax
+        return log_softmax(self, dim, axis=axis)
+
+    def clamp(self, min=None, max=None) -> "Tensor":
+        """x limited to [min, max] (torch's clamp, numpy's clip); either bound may be None."""
+        return _clamp(self, min, max)
+
+    clip = clamp
+
+    def gather(self, dim, index) -> "Tensor":
+        """torch's Tensor.gather(dim, index); see gc.gather."""
+        return gather(self, dim, index)
+
+    def take(self, indices, axis=None) -> "Tensor":
+        """numpy's ndarray.take(indices, axis); see gc.take."""
+        return take(self, indices, axis)
+
+    def masked_fill(self, mask, value) -> "Tensor":
+        """torch's Tensor.masked_fill: `value` where mask is True, x elsewhere."""
+        return where(mask, value, self)
+
+    def matmul(self, other): return matmul(self, other)
+    def pow(self, exponent): return power(self, exponent)
+    def abs(self): return abs(self)
+    def neg(self): return neg(self)
     def exp(self): return exp(self)
     def log(self): return log(self)
     def sqrt(self): return sqrt(self)
     def tanh(self): return tanh(self)
     def sigmoid(self): return sigmoid(self)
     def relu(self): return relu(self)
-    def flatten(self, start_dim=0): return flatten(self, start_dim)
+
+    # ---- dtype conversions (kept last: `float`, `int`, `bool` shadow the builtins in here) ------
+    def astype(self, dtype) -> "Tensor":
+        """numpy's ndarray.astype: x converted to `dtype` (gc.cast)."""
+        return cast(self, dtype)
+
+    def type_as(self, other) -> "Tensor":
+        return cast(self, _tensor(other).dtype)
+
+    def to(self, *args, dtype=None, device=None, non_blocking: bool = False,
+           copy: bool = False) -> "Tensor":
+        """torch's Tensor.to: x converted to a dtype (a name, a torch dtype or another Tensor's).
+
+        A device ("cpu", "cuda", a torch.device) is accepted and ignored: where a graph runs is
+        chosen when it is compiled (`gc.compile(..., device=)`, `gc.Trainer(..., device=)`).
+        """
+        for a in args:
+            if isinstance(a, Tensor):
+                dtype = a.dtype
+            elif _is_device(a):
+                device = a
+            else:
+                dtype = a
+        return self if dtype is None else cast(self, dtype)
+
+    def float(self) -> "Tensor":
+        """x as float32 (torch's float)."""
+        return cast(self, "float32")
+
+    def double(self) -> "Tensor":
+        """x as float64."""
+        return cast(self, "float64")
+
+    def long(self) -> "Tensor":
+        """x as int64."""
+        return cast(self, "int64")
+
+    def int(self) -> "Tensor":
+        """x as int32 (torch's int)."""
+        return cast(self, "int32")
+
+    def bool(self) -> "Tensor":
+        """x as bool."""
+        return cast(self, "bool")
+
+
+def _varargs(items: tuple) -> Any:
+    """`f(2, 3)` or `f((2, 3))` -> (2, 3): torch's methods take either form."""
+    return items[0] if len(items) == 1 and isinstance(items[0], (tuple, list)) else items
+
+
+def _is_device(a: Any) -> bool:
+    if type(a).__name__ == "device":  # torch.device, without importing torch
+        return True
+    return isinstance(a, str) and a.split(":")[0] in ("cpu", "cuda", "mps", "meta")
 
 
 # ---- building nodes ----------------------------------------------------------------------------
@@ -245,13 +425,63 @@ def where(condition, x, y) -> Tensor:
 
 
 def cast(x, dtype: str) -> Tensor:
-    """x converted to `dtype`."""
-    return apply("cast", [x], {"dtype": canonical_dtype(dtype)})
+    """x converted to `dtype`; returns a Tensor.
+
+    Raises:
+        GraphBuildError: `dtype` is not one graphc supports (float32, float64, int32, int64,
+            bool), naming the caller's line. Example: ``gc.cast(x, "int64")``.
+    """
+    try:
+        dt = canonical_dtype(dtype)
+    except TypeError as exc:
+        raise GraphBuildError(f"{user_frame()}: cast: {exc}") from None
+    return apply("cast", [x], {"dtype": dt})
+
+
+# ---- numpy's and torch's argument names ----------------------------------------------------------
+
+def one_of(fn: str, numpy_value: Any, torch_value: Any, names: tuple[str, str] = ("axis", "dim"),
+           default: Any = None) -> Any:
+    """The argument given under numpy's name or torch's (axis / dim, keepdims / keepdim).
+
+    Returns:
+        The one given, or `default` when neither is.
+
+    Raises:
+        GraphBuildError: both are given. Example: ``one_of("sum", axis, dim)``.
+    """
+    if numpy_value is not None and torch_value is not None:
+        raise GraphBuildError(f"{user_frame()}: {fn}: got both {names[0]}= (numpy's name) and "
+                              f"{names[1]}= (torch's name); give one")
+    return numpy_value if numpy_value is not None else (
+        torch_value if torch_value is not None else default)
+
+
+def _axis(fn: str, axis: Any, rank: int) -> int:
+    """`axis` normalized to [0, rank), or a GraphBuildError at the user's line."""
+    try:
+        return norm_axis(int(axis), rank)
+    except (ValueError, TypeError) as exc:
+        raise GraphBuildError(f"{user_frame()}: {fn}: {exc}") from None
+
+
+_REDUCE_DOC = """
+
+    Args:
+        x: the tensor.
+        axis / dim: an axis or a tuple of axes (numpy's or torch's name; not both); None: all.
+        keepdims / keepdim: keep the reduced axes as size 1.
+
+    Returns:
+        The reduced Tensor. Example: ``gc.{name}(x, dim=1, keepdim=True)``.
+"""
 
 
 def _red(opname):
-    def fn(x, axis=None, keepdims=False):
+    def fn(x, axis=None, keepdims=None, *, dim=None, keepdim=None):
         x = _tensor(x)
+        axis = one_of(opname, axis, dim)
+        keepdims = one_of(opname, keepdims, keepdim, ("keepdims", "keepdim"), False)
         axes = None if axis is None else (tuple(axis) if isinstance(axis, (tuple, list)) else (int(axis),))
         if axes is not None:
             try:
@@ -260,23 +490,34 @@ def _red(opname):
                 raise GraphBuildError(f"{user_frame()}: {opname}: {exc} {tuple(x.shape)}") from None
         return apply(opname, [x], {"axes": axes, "keepdims": bool(keepdims)})
     fn.__name__ = opname
-    fn.__doc__ = get_op(opname).__doc__
+    fn.__doc__ = (get_op(opname).__doc__ or opname) + _REDUCE_DOC.replace("{name}", opname)
     return fn
 
 
 sum, mean, max, min = (_red(n) for n in ("sum", "mean", "max", "min"))
+amax, amin = max, min  # torch's names for the values alone (torch.max(x, dim) adds indices)
 
 
-def argmax(x, axis=None, keepdims=False) -> Tensor:
-    """Index of the first maximum along `axis` (None: of the flattened tensor), as int64."""
+def argmax(x, axis=None, keepdims=None, *, dim=None, keepdim=None) -> Tensor:
+    """Index of the first maximum along `axis` / `dim` (None: of the flattened tensor), as int64.
+
+    Example: ``pred = gc.argmax(logits, dim=1)``.
+    """
     x = _tensor(x)
+    axis = one_of("argmax", axis, dim)
+    keepdims = one_of("argmax", keepdims, keepdim, ("keepdims", "keepdim"), False)
     if axis is None:
         return apply("argmax", [reshape(x, (-1,))], {"axis": 0, "keepdims": False})
-    try:
-        axis = norm_axis(int(axis), x.ndim)
-    except ValueError as exc:
-        raise GraphBuildError(f"{user_frame()}: argmax: {exc}") from None
+    axis = _axis("argmax", axis, x.ndim)
     return apply("argmax", [x], {"axis": axis, "keepdims": bool(keepdims)})
+
+
+def argmin(x, axis=None, keepdims=None, *, dim=None, keepdim=None) -> Tensor:
+    """Index of the first minimum along `axis` / `dim` (None: of the flattened tensor), as int64."""
+    x = _tensor(x)
+    flipped = logical_not(x) if x.dtype == "bool" else neg(x)
+    return argmax(flipped, one_of("argmin", axis, dim),
+                  one_of("argmin", keepdims, keepdim, ("keepdims", "keepdim")))
 
 
 def matmul(a, b) -> Tensor:
@@ -310,20 +551,65 @@ def reshape(x, shape) -> Tensor:
     return apply("reshape", [x], {"shape": shape})
 
 
-def transpose(x, axes=None) -> Tensor:
-    """x with axes permuted (default: reversed), as numpy.transpose."""
+def transpose(x, *dims, axes=None) -> Tensor:
+    """numpy.transpose(x, axes): axes permuted (default: reversed); or torch.transpose(x, dim0,
+    dim1): two dims swapped. The forms cannot be confused: numpy's takes one tuple.
+
+    Example: ``gc.transpose(x, (0, 2, 1))`` is ``gc.transpose(x, 1, 2)``.
+    """
     x = _tensor(x)
-    axes = tuple(reversed(range(x.ndim))) if axes is None else tuple(norm_axis(a, x.ndim) for a in axes)
+    if len(dims) == 2 and axes is None:
+        return swapaxes(x, *dims)
+    if len(dims) > 1 or (dims and axes is not None):
+        raise GraphBuildError(f"{user_frame()}: transpose takes axes (one tuple, numpy's) or two "
+                              f"dims to swap (torch's), got {dims!r}")
+    axes = dims[0] if dims else axes
+    if axes is None:
+        axes = tuple(reversed(range(x.ndim)))
+    else:
+        axes = tuple(_axis("transpose", a, x.ndim) for a in axes)
+        if sorted(axes) != list(range(x.ndim)):
+            raise GraphBuildError(f"{user_frame()}: transpose: {axes} is not a permutation of the "
+                                  f"{x.ndim} axes of {tuple(x.shape)}")
     return apply("transpose", [x], {"axes": axes})
 
 
+def permute(x, *dims) -> Tensor:
+    """torch.permute(x, dims): x with its dims reordered (numpy's transpose(x, dims))."""
+    return transpose(_tensor(x), tuple(_varargs(dims)))
+
+
 def swapaxes(x, a: int, b: int) -> Tensor:
-    """x with axes a and b exchanged."""
+    """x with axes a and b exchanged (numpy.swapaxes, torch.swapaxes / swapdims)."""
     x = _tensor(x)
     axes = list(range(x.ndim))
-    a, b = norm_axis(a, x.ndim), norm_axis(b, x.ndim)
+    a, b = _axis("swapaxes", a, x.ndim), _axis("swapaxes", b, x.ndim)
     axes[a], axes[b] = axes[b], axes[a]
-    return transpose(x, axes)
+    return transpose(x, tuple(axes))
+
+
+swapdims = swapaxes
+
+
+def moveaxis(x, source, destination) -> Tensor:
+    """x with axes `source` moved to positions `destination` (numpy.moveaxis, torch.movedim)."""
+    x = _tensor(x)
+    src = [_axis("moveaxis", a, x.ndim) for a in (source if isinstance(source, (tuple, list))
+                                                  else (source,))]
+    dst = [_axis("moveaxis", a, x.ndim) for a in (destination if isinstance(destination, (tuple, list))
+                                                  else (destination,))]
+    if len(src) != len(dst):
+        raise GraphBuildError(f"{user_frame()}: moveaxis: {len(src)} source and {len(dst)} "
+                              "destination axes")
+    rest = [a for a in range(x.ndim) if a not in src]
+    order = [None] * x.ndim
+    for s_, d_ in zip(src, dst):
+        order[d_] = s_
+    it = iter(rest)
+    return transpose(x, tuple(a if a is not None else next(it) for a in order))
+
+
+movedim = moveaxis
 
 
 def broadcast_to(x, shape) -> Tensor:
@@ -337,24 +623,46 @@ def broadcast_to(x, shape) -> Tensor:
     return apply("expand", [x], {"shape": shape})
 
 
-expand = broadcast_to
+def expand(x, *sizes) -> Tensor:
+    """torch's Tensor.expand: x broadcast to `sizes` (a tuple or ints); -1 keeps x's dim.
 
-
-def expand_dims(x, axis: int) -> Tensor:
-    """x with a new size-1 axis at `axis`."""
+    Example: ``gc.expand(b, (-1, 4))`` turns (3, 1) into (3, 4).
+    """
     x = _tensor(x)
-    a = norm_axis(axis, x.ndim + 1)
+    sizes = tuple(_varargs(sizes))
+    lead = len(sizes) - x.ndim
+    if lead < 0:
+        raise GraphBuildError(f"{user_frame()}: expand: {sizes} has fewer dims than "
+                              f"{tuple(x.shape)}")
+    shape = tuple(x.shape[i - lead] if d == -1 and i >= lead else d for i, d in enumerate(sizes))
+    if -1 in shape:
+        raise GraphBuildError(f"{user_frame()}: expand: -1 is only allowed for x's own dims, got "
+                              f"{sizes} for {tuple(x.shape)}")
+    return broadcast_to(x, shape)
+
+
+def expand_dims(x, axis=None, *, dim=None) -> Tensor:
+    """x with a new size-1 axis at `axis` / `dim` (numpy.expand_dims, torch.unsqueeze)."""
+    x = _tensor(x)
+    axis = one_of("expand_dims", axis, dim)
+    if axis is None:
+        raise GraphBuildError(f"{user_frame()}: expand_dims: give the new axis (axis= or dim=)")
+    a = _axis("expand_dims", axis, x.ndim + 1)
     return reshape(x, x.shape[:a] + (1,) + x.shape[a:])
 
 
 unsqueeze = expand_dims
 
 
-def squeeze(x, axis=None) -> Tensor:
-    """x without size-1 axes (all of them, or those named by `axis`)."""
+def squeeze(x, axis=None, *, dim=None) -> Tensor:
+    """x without size-1 axes (all of them, or those named by `axis` / `dim`).
+
+    Naming an axis that is not 1 raises (numpy's behaviour; torch would return x unchanged).
+    """
     x = _tensor(x)
+    axis = one_of("squeeze", axis, dim)
     axes = [i for i, d in enumerate(x.shape) if d == 1] if axis is None else \
-        [norm_axis(a, x.ndim) for a in (axis if isinstance(axis, (tuple, list)) else (axis,))]
+        [_axis("squeeze", a, x.ndim) for a in (axis if isinstance(axis, (tuple, list)) else (axis,))]
     for a in axes:
         if x.shape[a] != 1:
             raise GraphBuildError(f"{user_frame()}: squeeze: axis {a} of {tuple(x.shape)} is not 1")
@@ -368,9 +676,10 @@ def flatten(x, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     return reshape(x, x.shape[:s] + (dim_product(x.shape[s:e + 1]),) + x.shape[e + 1:])
 
 
-def concatenate(xs: Sequence[Any], axis: int = 0) -> Tensor:
-    """The inputs joined along `axis`."""
+def concatenate(xs: Sequence[Any], axis=None, *, dim=None) -> Tensor:
+    """The inputs joined along `axis` / `dim` (default 0): numpy.concatenate, torch.cat."""
     xs = list(xs)
+    axis = one_of("concatenate", axis, dim, default=0)
     if len(xs) == 1:
         return _tensor(xs[0])
     return apply("concat", xs, {"axis": int(axis)})
@@ -379,8 +688,9 @@ def concatenate(xs: Sequence[Any], axis: int = 0) -> Tensor:
 concat = cat = concatenate
 
 
-def stack(xs: Sequence[Any], axis: int = 0) -> Tensor:
-    """The inputs stacked along a new axis."""
+def stack(xs: Sequence[Any], axis=None, *, dim=None) -> Tensor:
+    """The inputs stacked along a new axis `axis` / `dim` (default 0): numpy.stack, torch.stack."""
+    axis = one_of("stack", axis, dim, default=0)
     return concatenate([expand_dims(x, axis) for x in xs], axis)
 
 
@@ -391,14 +701,135 @@ def slice(x, starts, ends, axes=None, steps=None) -> Tensor:
     return apply("slice", [x], {"starts": tuple(starts), "ends": tuple(ends), "axes": axes, "steps": steps})
 
 
-def take(x, indices, axis: int = 0) -> Tensor:
-    """Elements of x at integer `indices` along `axis` (numpy.take)."""
+def take(x, indices, axis: int | None = None) -> Tensor:
+    """numpy.take: the elements of x at integer `indices` along `axis`.
+
+    `axis=None` (numpy's default) takes from the flattened x, as torch.take does. Negative
+    indices count from the end; an index out of range is an error when the graph runs.
+
+    Returns:
+        A Tensor of shape x.shape[:axis] + indices.shape + x.shape[axis + 1:] (indices.shape
+        when axis is None). Example: ``rows = gc.take(table, ids, axis=0)``.
+    """
+    x = _tensor(x)
+    if axis is None:
+        x, axis = reshape(x, (-1,)), 0
     if not isinstance(indices, (Tensor, Value)):
-        indices = constant(np.asarray(indices, np.int64), graph=_graph_for([x]))
-    return apply("gather", [x, indices], {"axis": int(axis)})
+        indices = constant(np.asarray(indices, np.int64), graph=x.graph)
+    return apply("gather", [x, indices], {"axis": _axis("take", axis, x.ndim)})
 
 
-gather = take
+def index_select(x, dim: int, index) -> Tensor:
+    """torch.index_select: the slices of x at the 1-D integer `index` along `dim`."""
+    idx = _tensor(index) if isinstance(index, (Tensor, Value)) else np.asarray(index, np.int64)
+    if len(idx.shape) != 1:
+        raise GraphBuildError(f"{user_frame()}: index_select: index must be 1-D, got "
+                              f"{tuple(idx.shape)}; gc.take takes indices of any shape")
+    return take(x, idx, dim)
+
+
+def _int_index(fn: str, index, g: Graph) -> Tensor:
+    idx = index if isinstance(index, Tensor) else (
+        Tensor(index) if isinstance(index, Value) else constant(np.asarray(index, np.int64), graph=g))
+    if idx.dtype not in ("int32", "int64"):
+        raise GraphBuildError(f"{user_frame()}: {fn}: index must be int32 or int64, got {idx.dtype} "
+                              f"{tuple(idx.shape)}")
+    return idx
+
+
+def _select_along(x: Tensor, idx: Tensor, d: int, fn: str) -> Tensor:
+    """out[..., k, ...] = x[..., idx[..., k, ...], ...] along d, broadcasting the other dims.
+
+    A composite of primitives (compare with the class numbers, select, sum over the classes), so
+    it needs no gradient rule or lowering of its own; it costs index.size * x.shape[d] elements,
+    which for the usual small index (one label per row) is the size of x. Negative indices
+    count from the end; an index outside [-C, C) selects nothing and gives 0.
+    """
+    c = x.shape[d]
+    if not isinstance(c, int):
+        raise GraphBuildError(f"{user_frame()}: {fn}: needs a static size along dim {d}, got "
+                              f"{tuple(x.shape)}")
+    idx = where(idx < 0, idx + c, idx)
+    classes = constant(np.arange(c, dtype=idx.dtype), graph=x.graph)
+    hit = expand_dims(idx, -1) == classes                     # idx.shape + (C,)
+    xm = expand_dims(moveaxis(x, d, -1), d)                  # x's dims, 1 at d, C last
+    return sum(where(hit, xm, np.zeros((), x.dtype)), -1)
+
+
+def gather(x, *args, dim=None, index=None, axis=None) -> Tensor:
+    """torch.gather(input, dim, index): out[i][j][k] = x[i][index[i][j][k]][k] for dim=1.
+
+    Called as torch's: `gather(x, dim, index)`, with `dim=` / `index=` keywords, or `axis=`
+    for dim.
+
+    `index` has x's rank; along every other dim it may be shorter than x (x is cut to it), as in
+    torch. For numpy's take (indices of any shape, selecting whole slices) use `gc.take`; for
+    numpy's broadcasting variant, `gc.take_along_axis`. Negative indices count from the end.
+
+    Returns:
+        A Tensor of index's shape and x's dtype. Example: ``gc.gather(logp, 1, y[:, None])``.
+
+    Raises:
+        GraphBuildError: no dim, an index of another rank, or one larger than x along a dim
+            other than `dim` (the misuse `gc.gather(x, indices, axis=1)` of numpy's take form).
+    """
+    x = _tensor(x)
+    if args and not isinstance(args[0], (int, np.integer)):
+        raise GraphBuildError(f"{user_frame()}: gather follows torch.gather(input, dim, index), but "
+                              f"got a {type(args[0]).__name__} where dim goes; for numpy's take "
+                              "write gc.take(x, indices, axis=...)")
+    if len(args) > 2 or (len(args) >= 1 and (dim is not None or axis is not None)) or (
+            len(args) == 2 and index is not None):
+        raise GraphBuildError(f"{user_frame()}: gather(input, dim, index): dim or index given twice")
+    dim = args[0] if args else dim
+    index = args[1] if len(args) == 2 else index
+    dim = one_of("gather", axis, dim, ("axis", "dim"))
+    if dim is None or index is None:
+        raise GraphBuildError(f"{user_frame()}: gather(input, dim, index) needs both dim and index")
+    d = _axis("gather", dim, x.ndim)
+    idx = _int_index("gather", index, x.graph)
+    if idx.ndim != x.ndim:
+        raise GraphBuildError(f"{user_frame()}: gather: index {tuple(idx.shape)} must have the rank of "
+                              f"input {tuple(x.shape)} (torch.gather); for numpy's take write "
+                              "gc.take(x, indices, axis=...)")
+    starts, ends, axes = [], [], []
+    for a, (n, k) in enumerate(zip(x.shape, idx.shape)):
+        if a == d or n == k:
+            continue
+        if isinstance(n, int) and isinstance(k, int) and k < n:
+            starts.append(0); ends.append(k); axes.append(a)
+        else:
+            raise GraphBuildError(f"{user_frame()}: gather: index {tuple(idx.shape)} does not fit in "
+                                  f"input {tuple(x.shape)} along dim {a} (torch.gather needs "
+                                  f"index.size(a) <= input.size(a) for a != dim={d})")
+    if axes:
+        x = slice(x, starts, ends, axes)
+    return _select_along(x, idx, d, "gather")
+
+
+def take_along_axis(x, indices, axis: int | None = None) -> Tensor:
+    """numpy.take_along_axis: x's elements at `indices` along `axis`, the other dims broadcast.
+
+    `indices` has x's rank (axis=None: 1-D, into the flattened x). Example:
+    ``gc.take_along_axis(logp, y[:, None], axis=1)``.
+    """
+    x = _tensor(x)
+    idx = _int_index("take_along_axis", indices, x.graph)
+    if axis is None:
+        x, axis = reshape(x, (-1,)), 0
+    if idx.ndim != x.ndim:
+        raise GraphBuildError(f"{user_frame()}: take_along_axis: indices {tuple(idx.shape)} must have "
+                              f"the rank of x {tuple(x.shape)}")
+    return _select_along(x, idx, _axis("take_along_axis", axis, x.ndim), "take_along_axis")
+
+
+def _clamp(x, lo=None, hi=None) -> Tensor:
+    x = _tensor(x)
+    if lo is not None:
+        x = maximum(x, lo)
+    if hi is not None:
+        x = minimum(x, hi)
+    return x
 
 
 def pad(x, pad_width, constant_values: float = 0.0) -> Tensor:

@@ -1,11 +1,14 @@
 """ONNX import: an onnx ModelProto (or .onnx file) -> a graphc Graph built with the DSL.
 
 Each ONNX op is translated into DSL calls by one handler (the table `HANDLERS` in
-onnx_import_ops.py), so the result is an ordinary graph: printable, differentiable, exportable
-again. What the handlers need to know when importing (Reshape's shape, axes, pads, ...) must be
-constants; ONNX shape arithmetic on symbolic sizes (Shape -> Gather -> Concat -> Reshape, as
-exporters write for a dynamic batch) is followed at import time (onnx_import_shapes.py), and
-other all-constant subgraphs are folded with the numpy reference.
+onnx_import_ops.py, filled by the onnx_import_*.py modules), so the result is an ordinary graph:
+printable, differentiable, exportable again. What the handlers need to know when importing
+(Reshape's shape, axes, pads, ...) must be constants (or graph inputs fixed with
+`input_values=`); ONNX shape arithmetic on symbolic sizes (Shape -> Gather -> Concat -> Reshape,
+as exporters write for a dynamic batch) is followed at import time (onnx_import_shapes.py) and
+read at run time where it is used as data, and other all-constant subgraphs are folded with the
+numpy reference, under a size cap. Before any of that, onnx_import_checks.py refuses malformed
+or hostile files.
 
 Initializers become parameters (trainable, with their values) when they are floating point and
 used as data; integer ones, ones only read at import time, and names made by exporters for
@@ -19,20 +22,20 @@ from typing import Any, Callable, Iterable, Union
 
 import numpy as np
 
-from ..ir.errors import GraphcError
 from ..ir.graph import Graph, current_graph
 from ..ir.types import DTYPES, Dim
 from . import dsl
 from .dsl import Tensor
+from .onnx_import_checks import Limits, OnnxImportError, check_model, load_model, read_tensor
 from .onnx_import_ops import HANDLERS, NOT_PARAM_INPUTS, Val
-from . import onnx_import_nn  # noqa: F401  (registers the nn handlers)
-from .onnx_import_shapes import SYMBOLIC
+from . import onnx_import_attention, onnx_import_control, onnx_import_index  # noqa: F401
+from . import onnx_import_grid, onnx_import_math  # noqa: F401
+from . import onnx_import_nn, onnx_import_pool, onnx_import_resize  # noqa: F401
+from . import onnx_import_rnn, onnx_import_select  # noqa: F401  (each registers its handlers)
+from .onnx_import_shapes import SYMBOLIC, dims_tensor
 
 
-class OnnxImportError(GraphcError, ValueError):
-    """The model uses ONNX ops, attributes or dtypes that graphc cannot import."""
-
-
+__all__ = ["OnnxImportError", "Limits", "import_onnx"]
 _BAD_NAME = re.compile(r"[^A-Za-z0-9_.:/\-]")
 
 
@@ -113,20 +116,55 @@ ParamRule = Union[None, Iterable[str], Callable[[str, np.ndarray], bool]]
 
 
 class _Importer:
-    def __init__(self, model: Any, label: str, name: str | None, params: ParamRule):
+    def __init__(self, model: Any, label: str, name: str | None, params: ParamRule,
+                 base_dir: str | None = None, limits: Limits = Limits(),
+                 input_values: dict[str, Any] | None = None):
         self.model, self.label = model, label
+        self.input_values = dict(input_values or {})
+        self.base_dir, self.limits = base_dir, limits
         self.g = Graph(name or model.graph.name or "onnx_model")
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
         self.env: dict[str, Val] = {}
         self.consts: dict[str, Tensor] = {}
         self.params = params
         self._symbols: set[str] = set()
+        #: symbol -> (input tensor, axis) it is the size of, to compute symbolic sizes at run time
+        self.sym_sources: dict[str, tuple[Tensor, int]] = {}
+        self._scopes: list[str] = []  # the subgraphs being imported, outermost first
 
     # -- helpers used by handlers ----------------------------------------------------------------
     def describe(self, node: Any) -> str:
         idx = self._current
         nm = f" {node.name!r}" if node.name else ""
+        inner = "".join(f" > {where}" for where in self._scopes)
+        if inner:  # a node of a subgraph (If, Loop, Scan): the path to it
+            return f"{self.label}: node {idx}{inner} > {node.op_type}{nm}"
         return f"{self.label}: node {idx} ({node.op_type}{nm})"
+
+    def run_subgraph(self, gp: Any, bindings: dict[str, Val], where: str) -> list[Val]:
+        """Imports a subgraph's nodes inline, its inputs bound to `bindings` (by position in
+        gp.input), outer-scope values visible; returns its outputs' values."""
+        if len(bindings) != len(gp.input):
+            raise OnnxImportError(f"{where}: the subgraph {gp.name!r} takes {len(gp.input)} "
+                                  f"inputs, given {len(bindings)}")
+        saved, saved_consts = self.env, self.consts
+        # names are per invocation: a loop body's constants differ from one iteration to the next
+        self.env, self.consts = dict(saved), dict(saved_consts)
+        self._scopes.append(where)
+        try:
+            for vi, v in zip(gp.input, bindings.values()):
+                self.env[vi.name] = v
+            for t in gp.initializer:
+                self.env[t.name] = read_tensor(t, self.label, self.base_dir)
+            for node in gp.node:
+                self._node(node)
+            missing = [vi.name for vi in gp.output if vi.name not in self.env]
+            if missing:
+                raise OnnxImportError(f"{where}: subgraph outputs {missing} are not computed")
+            return [self.env[vi.name] for vi in gp.output]
+        finally:
+            self.env, self.consts = saved, saved_consts
+            self._scopes.pop()
 
     def context(self, radius: int = 2) -> str:
         """The ONNX nodes around the current one, as text, the current one marked with '>'."""
@@ -141,17 +179,17 @@ class _Importer:
         return "\n".join(lines)
 
     def attributes(self, node: Any) -> dict[str, Any]:
-        from onnx import AttributeProto, helper, numpy_helper
+        from onnx import AttributeProto, helper
         out = {}
         for a in node.attribute:
             if a.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS):
-                raise OnnxImportError(f"{self.describe(node)}: subgraph attribute {a.name!r} "
-                                      "(control flow) is not supported")
+                out[a.name] = a.g if a.type == AttributeProto.GRAPH else list(a.graphs)
+                continue
             v = helper.get_attribute_value(a)
             if isinstance(v, bytes):
                 v = v.decode()
             elif a.type == AttributeProto.TENSOR:
-                v = numpy_helper.to_array(v)
+                v = read_tensor(v, self.describe(node), self.base_dir, f"attribute {a.name!r}")
             elif isinstance(v, list) and v and isinstance(v[0], bytes):
                 v = [x.decode() for x in v]
             out[a.name] = v
@@ -170,10 +208,13 @@ class _Importer:
         return name
 
     def constant(self, v: np.ndarray, ctx: Any = None) -> Tensor:
-        if v.dtype == object:
-            raise OnnxImportError(f"{ctx.where() if ctx else self.label}: symbolic sizes "
-                                  f"{list(v.reshape(-1))} are used as run-time data, which graphc "
-                                  "cannot compute")
+        if v.dtype == object:  # symbolic sizes used as data: read them at run time
+            try:
+                return dims_tensor(v, self.sym_sources)
+            except ValueError as exc:
+                raise OnnxImportError(f"{ctx.where() if ctx else self.label}: symbolic sizes "
+                                      f"{list(v.reshape(-1))} are used as run-time data: {exc}"
+                                      ) from None
         if v.dtype.name not in DTYPES:
             if v.dtype.kind in "iu":
                 v = v.astype(np.int64)
@@ -191,18 +232,24 @@ class _Importer:
 
     # -- the whole model ---------------------------------------------------------------------------
     def run(self) -> Graph:
-        from onnx import numpy_helper
         gp = self.model.graph
         self._current: Any = "?"
         self._check_supported(gp)
-        inits = {t.name: numpy_helper.to_array(t) for t in gp.initializer}
+        inits = {t.name: read_tensor(t, self.label, self.base_dir) for t in gp.initializer}
         as_param = self._param_names(gp, inits)
+        unknown = set(self.input_values) - {vi.name for vi in gp.input}
+        if unknown:
+            raise OnnxImportError(f"{self.label}: input_values names {sorted(unknown)}, which are "
+                                  "not graph inputs")
         g = self.g
         with g:
             for vi in gp.input:
-                if vi.name in inits:
+                if vi.name in inits and vi.name not in self.input_values:
                     continue
                 t = vi.type.tensor_type
+                if vi.name in self.input_values:  # known now: a constant, not an input
+                    self.env[vi.name] = self._known_input(vi, self.input_values[vi.name])
+                    continue
                 dtype = self.dtype_of(t.elem_type)
                 dims = []
                 for axis, d in enumerate(t.shape.dim):
@@ -211,7 +258,10 @@ class _Importer:
                     else:
                         fallback = f"{_BAD_NAME.sub('_', vi.name)}_{axis}"
                         dims.append(self.symbol(d.dim_param, fallback))
-                self.env[vi.name] = g.input(_BAD_NAME.sub("_", vi.name), tuple(dims), dtype)
+                x = self.env[vi.name] = g.input(_BAD_NAME.sub("_", vi.name), tuple(dims), dtype)
+                for axis, d in enumerate(dims):
+                    if isinstance(d, str):
+                        self.sym_sources.setdefault(d, (x, axis))
             for name, arr in inits.items():
                 if name in as_param:
                     self.dtype_of_array(arr, name)
@@ -230,6 +280,19 @@ class _Importer:
         g.meta["onnx_source"] = self.label
         return g
 
+    def _known_input(self, vi: Any, value: Any) -> np.ndarray:
+        from onnx import helper
+        t = vi.type.tensor_type
+        arr = np.asarray(value)
+        want = np.dtype(helper.tensor_dtype_to_np_dtype(t.elem_type))
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+        if arr.dtype != want or (t.HasField("shape") and (
+                len(dims) != arr.ndim or any(d is not None and d != n
+                                             for d, n in zip(dims, arr.shape)))):
+            raise OnnxImportError(f"{self.label}: input_values[{vi.name!r}] is {arr.dtype} "
+                                  f"{arr.shape}; the input is {want} {tuple(dims)}")
+        return arr
+
     def dtype_of_array(self, arr: np.ndarray, name: str) -> None:
         if arr.dtype.name not in DTYPES:
             raise OnnxImportError(f"{self.label}: initializer {name!r} has dtype {arr.dtype}, which "
@@ -237,10 +300,17 @@ class _Importer:
 
     def _check_supported(self, gp: Any) -> None:
         missing: dict[str, list[str]] = {}
-        for i, n in enumerate(gp.node):
-            key = n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"
-            if n.domain not in ("", "ai.onnx") or n.op_type not in HANDLERS:
-                missing.setdefault(key, []).append(f"node {i}" + (f" {n.name!r}" if n.name else ""))
+
+        def visit(nodes: Any, where: str) -> None:
+            for i, n in enumerate(nodes):
+                key = n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"
+                here = f"{where}node {i}" + (f" {n.name!r}" if n.name else "")
+                if n.domain not in ("", "ai.onnx") or n.op_type not in HANDLERS:
+                    missing.setdefault(key, []).append(here)
+                for a in n.attribute:  # subgraphs of If, Loop, Scan
+                    for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                        visit(sub.node, f"{here} > {a.name} ")
+        visit(gp.node, "")
         if missing:
             lines = [f"  {op} x{len(where)} (first at {where[0]})"
                      for op, where in sorted(missing.items())]
@@ -285,7 +355,8 @@ class _Importer:
         start = len(self.g.nodes)
         given = [v for v in ins if v is not None]
         try:
-            if given and not any(isinstance(v, Tensor) for v in given):
+            if given and not any(isinstance(v, Tensor) for v in given) and \
+                    node.op_type not in ("If", "Loop", "Scan"):  # subgraphs import in place
                 outs = self._fold(node, ins)
             else:
                 outs = self._call(node, ins)
@@ -302,6 +373,8 @@ class _Importer:
         for name, v in zip(node.output, outs):
             if not name:
                 continue
+            if name in self.env:  # check_model refuses this first; kept so no value is replaced
+                raise OnnxImportError(f"{self.describe(node)}: output {name!r} is already defined")
             if isinstance(v, Tensor) and v.value.producer is not None and \
                     v.value.producer in self.g.nodes[start:] and v.value.name != name:
                 self.g.rename(v.value, name)
@@ -322,13 +395,21 @@ class _Importer:
             outs = self._call(node, ins)
         single = not isinstance(outs, (list, tuple))
         outs = [outs] if single else list(outs)
+        for n in scratch.nodes:  # before numpy allocates anything
+            if n.output.type.is_static:
+                self.limits.check(n.output.type.shape, n.output.type.dtype,
+                                  f"{self.describe(node)}: folding at import")
         if any(isinstance(o, Tensor) for o in outs):
             env = interpret(scratch, {}, {})
             outs = [env[o.value.name] if isinstance(o, Tensor) else o for o in outs]
         return outs[0] if single else outs
 
 
-def import_onnx(model: Any, name: str | None = None, params: ParamRule = None) -> Graph:
+def import_onnx(model: Any, name: str | None = None, params: ParamRule = None, *,
+                base_dir: str | os.PathLike | None = None,
+                max_fold_bytes: int = Limits.max_fold_bytes,
+                max_tensor_bytes: int = Limits.max_tensor_bytes,
+                input_values: dict[str, Any] | None = None) -> Graph:
     """Reads an ONNX model into a graphc Graph.
 
     Args:
@@ -338,6 +419,15 @@ def import_onnx(model: Any, name: str | None = None, params: ParamRule = None) -
             (floating-point initializers used as data, except names with a "/", which
             graphc's exporter gives its constants), a collection of initializer names, or a function
             ``(name, array) -> bool``. The others become constants.
+        base_dir: the directory external data is read from (with onnx's checks: relative
+            locations only, no "..", no symlinks). Default: the model file's directory; a
+            ModelProto with external data needs it (the working directory is never used).
+        max_fold_bytes: the largest tensor the import may compute itself (constant folding,
+            ConstantOfShape, Range), in bytes; default 256 MiB.
+        max_tensor_bytes: the largest tensor the model may declare, in bytes; default 16 GiB.
+        input_values: values of graph inputs known when importing ({name: array}); those
+            inputs become constants, so a shape, axes or pads input the model reads at run
+            time can be fixed (graphc's shapes are known when a graph is built).
 
     Returns:
         A Graph with the model's inputs (dim_params become symbolic dims; unnamed dims get a
@@ -345,17 +435,20 @@ def import_onnx(model: Any, name: str | None = None, params: ParamRule = None) -
         node's source is ``<file>:<index of the ONNX node>``.
 
     Raises:
-        OnnxImportError: listing every unsupported op type at once, or naming the node whose
+        OnnxImportError: a malformed or hostile model (empty or truncated file, what onnx.checker
+            rejects, with its message, an unknown opset, a name written twice, an initializer
+            whose data does not fit its shape, external data without a directory, a tensor over
+            a size limit), listing every unsupported op type at once, or naming the node whose
             attributes, dtypes or run-time shape inputs graphc cannot express.
+
+    Example:
+        >>> g = gc.import_onnx("resnet18.onnx"); gc.compile(g)(input=x)
 
     ONNX has no stop-gradient: graphc's `stop_gradient` exports as Identity and comes back as a
     plain pass-through, so gradients of an imported graph may differ where one was used (not
     for the max-shift in graphc's softmax and logsumexp, whose gradient cancels exactly).
     """
-    import onnx
-    if isinstance(model, (str, os.PathLike)):
-        label = os.path.basename(os.fspath(model))
-        model = onnx.load(os.fspath(model))
-    else:
-        label = f"{model.graph.name or 'model'}.onnx"
-    return _Importer(model, label, name, params).run()
+    model, label, base = load_model(model, base_dir)
+    limits = Limits(max_tensor_bytes=int(max_tensor_bytes), max_fold_bytes=int(max_fold_bytes))
+    check_model(model, label, base, limits)
+    return _Importer(model, label, name, params, base, limits, input_values).run()

@@ -45,10 +45,26 @@ def _einsum_terms(c: _Ctx, xs: list[Tensor]) -> tuple[list[str], str]:
         out = ell + "".join(once)
     out = out.replace("...", ell)
     for t, x in zip(terms, xs):
-        if len(t) != x.ndim or len(set(t)) != len(t):
-            raise c.fail(f"einsum term {t!r} for a rank-{x.ndim} input is not supported "
-                         "(repeated letters take diagonals)")
+        if len(t) != x.ndim:
+            raise c.fail(f"einsum term {t!r} does not fit a rank-{x.ndim} input")
     return terms, out
+
+
+def _diagonal(c: _Ctx, x: Tensor, term: str) -> tuple[Tensor, str]:
+    """A letter repeated in one term takes the diagonal of those axes."""
+    for ch in dict.fromkeys(term):
+        while term.count(ch) > 1:
+            p = term.index(ch)
+            q = term.index(ch, p + 1)
+            n = x.shape[p]
+            if not isinstance(n, int) or x.shape[q] != n:
+                raise c.fail(f"the diagonal of {ch!r} needs equal static dims, got {x.shape}")
+            shape = [1] * x.ndim
+            shape[p] = shape[q] = n
+            eye = dsl.constant(np.eye(n, dtype=bool).reshape(shape))
+            x = dsl.sum(dsl.where(eye, x, np.zeros((), x.dtype)), (q,))
+            term = term[:q] + term[q + 1:]
+    return x, term
 
 
 @handler("Einsum")
@@ -58,6 +74,8 @@ def _einsum(c: _Ctx) -> Val:
     if len(xs) not in (1, 2):
         raise c.fail(f"einsum of {len(xs)} operands is not supported (1 or 2)")
     terms, out = _einsum_terms(c, xs)
+    for i in range(len(xs)):
+        xs[i], terms[i] = _diagonal(c, xs[i], terms[i])
 
     def own_sums(x: Tensor, term: str, other: str) -> tuple[Tensor, str]:
         axes = tuple(i for i, ch in enumerate(term) if ch not in out and ch not in other)
@@ -167,19 +185,50 @@ def _conv(c: _Ctx) -> Val:
 @handler("ConvTranspose")
 def _conv_transpose(c: _Ctx) -> Val:
     x, w = c.t(0), c.t(1)
-    if x.ndim != 4:
-        raise c.fail("only 2-D ConvTranspose is supported")
-    if "output_shape" in c.attrs or c.attr("auto_pad", "NOTSET") != "NOTSET":
-        raise c.fail("output_shape and auto_pad are not supported; give pads and output_padding")
-    pads = c.ints("pads", default=[0, 0, 0, 0])
-    if pads[:2] != pads[2:]:
-        raise c.fail(f"asymmetric pads {pads} are not supported")
+    x, one_d = _as_2d(c, x)
+    if one_d:
+        w = dsl.expand_dims(w, 2)
+    pick = (lambda v: [1] + v) if one_d else (lambda v: v)  # noqa: E731
+    pick0 = (lambda v: [0] + v) if one_d else (lambda v: v)  # noqa: E731
+    nd = 2 - one_d
+    k = [int(d) for d in w.shape[2:]]
+    s = pick(c.ints("strides", default=[1] * nd))
+    d = pick(c.ints("dilations", default=[1] * nd))
+    op = pick0(c.ints("output_padding", default=[0] * nd))
+    n_in = x.shape[2:]
+    if not all(isinstance(n, int) for n in n_in):
+        raise c.fail(f"ConvTranspose needs static spatial dims, got {tuple(n_in)}")
+    full = [ss * (n - 1) + (kk - 1) * dd + 1 for ss, n, kk, dd in zip(s, n_in, k, d)]
+    auto = c.attr("auto_pad", "NOTSET")
+    if "output_shape" in c.attrs or auto in ("SAME_UPPER", "SAME_LOWER"):
+        want = pick(c.ints("output_shape")[-nd:]) if "output_shape" in c.attrs else \
+            [n * ss for n, ss in zip(n_in, s)]
+        total = [f + o - t for f, o, t in zip(full, op, want)]
+        if any(t < 0 for t in total):  # the rest of output_shape: zeros past the end
+            op = [o - min(t, 0) for o, t in zip(op, total)]
+            total = [max(t, 0) for t in total]
+        upper = auto != "SAME_LOWER"
+        begin = [t // 2 if upper else t - t // 2 for t in total]
+        end = [t - b for t, b in zip(total, begin)]
+    elif auto in ("NOTSET", "VALID"):
+        p = c.ints("pads", default=[0] * (2 * nd)) if auto == "NOTSET" else [0] * (2 * nd)
+        begin, end = pick0(p[:nd]), pick0(p[nd:])
+    else:
+        raise c.fail(f"auto_pad={auto!r} is not supported")
+    groups = int(c.attr("group", 1))
     bias = c.t(2) if c.has(2) else None
-    return F.conv_transpose2d(x, w, bias, stride=tuple(c.ints("strides", default=[1, 1])),
-                              padding=tuple(pads[:2]),
-                              output_padding=tuple(c.ints("output_padding", default=[0, 0])),
-                              dilation=tuple(c.ints("dilations", default=[1, 1])),
-                              groups=int(c.attr("group", 1)))
+    if begin == end and all(o < ss or o < dd for o, ss, dd in zip(op, s, d)):
+        y = F.conv_transpose2d(x, w, bias, stride=tuple(s), padding=tuple(begin),
+                               output_padding=tuple(op), dilation=tuple(d), groups=groups)
+    else:  # the unpadded result, grown by output_padding, then cropped by the pads
+        y = F.conv_transpose2d(x, w, None, stride=tuple(s), padding=(0, 0),
+                               output_padding=(0, 0), dilation=tuple(d), groups=groups)
+        if any(op):
+            y = dsl.pad(y, [(0, 0), (0, 0)] + [(0, o) for o in op], 0.0)
+        y = dsl.slice(y, begin, [f + o - e for f, o, e in zip(full, op, end)], [2, 3])
+        if bias is not None:
+            y = y + dsl.reshape(bias, (1, -1, 1, 1))
+    return dsl.squeeze(y, 2) if one_d else y
 
 
 @handler("MaxPool", "AveragePool")
@@ -197,11 +246,16 @@ def _pool(c: _Ctx) -> Val:
     if c.attr("ceil_mode", 0):
         if avg:
             raise c.fail("ceil_mode=1 is not supported for AveragePool")
-        # ceil mode = extra -inf padding at the end, enough for one more partial window
+        # ceil mode = extra -inf padding at the end, enough for one more partial window, but
+        # not for a window that would start in the end padding (ONNX and PyTorch drop it)
         for i, (n, kk, s) in enumerate(zip(x.shape[2:], k, strides)):
+            if not isinstance(n, int):
+                raise c.fail(f"ceil_mode=1 needs static spatial dims, got {n}")
             span = n + pads[i] + pads[i + 2] - kk
-            if span % s:
-                pads[i + 2] += s - span % s
+            out = -(-span // s) + 1
+            if (out - 1) * s >= n + pads[i]:
+                out -= 1
+            pads[i + 2] += max(0, (out - 1) * s - span)
     sym = (min(pads[0], pads[2]), min(pads[1], pads[3]))
     if avg and sym != (max(pads[0], pads[2]), max(pads[1], pads[3])):
         raise c.fail(f"asymmetric pads {pads} are not supported for AveragePool")
@@ -225,23 +279,22 @@ def _global_pool(c: _Ctx) -> Val:
 
 @handler("BatchNormalization", static=(3, 4))
 def _batch_norm(c: _Ctx) -> Sequence[Val]:
-    if c.attr("training_mode", 0) or (len(c.node.output) > 1 and any(c.node.output[1:])):
-        raise c.fail("training-mode BatchNormalization is not supported (import inference models)")
     x = c.t(0)
     shape = (1, -1) + (1,) * (x.ndim - 2)
+    if c.attr("training_mode", 0):  # batch statistics; the running ones updated by momentum
+        axes = (0,) + tuple(range(2, x.ndim))
+        mean = dsl.mean(x, axes)
+        xc = x - dsl.reshape(mean, shape)
+        var = dsl.mean(xc * xc, axes)
+        eps, mom = float(c.attr("epsilon", 1e-5)), float(c.attr("momentum", 0.9))
+        y = (x - dsl.reshape(mean, shape)) / dsl.sqrt(dsl.reshape(var, shape) + eps) * \
+            dsl.reshape(c.t(1), shape) + dsl.reshape(c.t(2), shape)
+        return [y, c.t(3) * mom + mean * (1.0 - mom), c.t(4) * mom + var * (1.0 - mom)]
+    if len(c.node.output) > 1 and any(c.node.output[1:]):
+        raise c.fail("the running mean and variance outputs need training_mode=1")
     scale, bias, mean, var = (dsl.reshape(c.t(i), shape) for i in (1, 2, 3, 4))
     eps = float(c.attr("epsilon", 1e-5))
     return [(x - mean) / dsl.sqrt(var + eps) * scale + bias]
-
-
-@handler("LayerNormalization")
-def _layer_norm(c: _Ctx) -> Sequence[Val]:
-    if len(c.node.output) > 1 and any(c.node.output[1:]):
-        raise c.fail("the Mean and InvStdDev outputs of LayerNormalization are not supported")
-    x = c.t(0)
-    axis = int(c.attr("axis", -1)) % x.ndim
-    return [F.layer_norm(x, tuple(x.shape[axis:]), c.t(1), c.t(2) if c.has(2) else None,
-                         float(c.attr("epsilon", 1e-5)))]
 
 
 @handler("InstanceNormalization")

@@ -67,6 +67,10 @@ def _binary(c: _Ctx) -> Val:
 @handler("Pow")
 def _pow(c: _Ctx) -> Val:
     base, ex = c.t(0), c.t(1)
+    if not base.type.is_float:  # integer powers: computed in float64, rounded back
+        from .onnx_import_math import round_half_even
+        y = dsl.power(dsl.cast(base, "float64"), dsl.cast(ex, "float64"))
+        return dsl.cast(round_half_even(y), base.dtype)
     if ex.dtype != base.dtype:  # ONNX lets the exponent have its own type
         ex = dsl.cast(ex, base.dtype)
     return dsl.power(base, ex)
@@ -161,12 +165,15 @@ def _cast(c: _Ctx) -> Val:
     return dsl.cast(c.t(0), c.imp.dtype_of(int(c.attr("to")), c))
 
 
-@handler("Dropout")
+@handler("Dropout", static=(1, 2))
 def _dropout(c: _Ctx) -> Sequence[Val]:
-    if c.has(2) and not isinstance(c.inputs[2], Tensor) and bool(c.const(2, "training_mode")):
-        raise c.fail("training_mode=True dropout is not supported (import inference models)")
-    if len(c.node.output) > 1 and c.node.output[1]:
-        raise c.fail("the mask output of Dropout is not supported")
+    if c.has(2) and bool(c.const(2, "training_mode")):
+        ratio = float(c.const(1, "ratio").reshape(())) if c.has(1) else \
+            float(c.attr("ratio", 0.5))
+        if ratio != 0.0:
+            raise c.fail("training_mode=True dropout is not supported (import inference models)")
+    if len(c.node.output) > 1 and c.node.output[1]:  # nothing dropped: a mask of all true
+        return [c.inputs[0], dsl.broadcast_to(dsl.constant(np.ones((), bool)), c.t(0).shape)]
     return [c.inputs[0]]
 
 
@@ -200,13 +207,6 @@ def _reduce(c: _Ctx) -> Val:
     if op == "ReduceLogSumExp":
         return F.logsumexp(x, ax if ax is not None else tuple(range(x.ndim)), keep)
     return _REDUCE[op](x, ax, keep)
-
-
-@handler("ArgMax")
-def _argmax(c: _Ctx) -> Val:
-    if c.attr("select_last_index", 0):
-        raise c.fail("select_last_index=1 is not supported")
-    return dsl.argmax(c.t(0), int(c.attr("axis", 0)), keepdims=bool(c.attr("keepdims", 1)))
 
 
 # ---- shapes and indexing ----------------------------------------------------------------------
@@ -331,6 +331,7 @@ def _trilu(c: _Ctx) -> Val:
         raise c.fail(f"Trilu needs static matrix dims, got {rows} x {cols}")
     k = int(c.const(1, "k").reshape(())) if c.has(1) else 0
     upper = bool(c.attr("upper", 1))
+    c.imp.limits.check((rows, cols), bool, f"{c.where()}: Trilu mask")
     mask = (np.triu if upper else np.tril)(np.ones((rows, cols), bool), k)
     return dsl.where(c.imp.constant(mask), x, np.zeros((), x.dtype))
 
@@ -342,6 +343,7 @@ def _cumsum(c: _Ctx) -> Val:
     n = x.shape[axis]
     if not isinstance(n, int) or not x.type.is_float:
         raise c.fail(f"CumSum needs a float input with a static dim along the axis, got {x.type}")
+    c.imp.limits.check((n, n), x.dtype, f"{c.where()}: CumSum matrix")
     # a running sum is a product with a triangular matrix of ones: m[i, j] = 1 where j counts i
     i, j = np.arange(n)[:, None], np.arange(n)[None, :]
     keep = (j <= i) if not c.attr("reverse", 0) else (j >= i)
@@ -387,6 +389,9 @@ def _constant_of_shape(c: _Ctx) -> Val:
     shape = c.dims(0, "shape")
     value = c.attr("value", np.zeros(1, np.float32)).reshape(())
     if all(isinstance(d, int) for d in shape):
+        if any(d < 0 for d in shape):
+            raise c.fail(f"negative dims in shape {list(shape)}")
+        c.imp.limits.check(shape, value.dtype, f"{c.where()}: ConstantOfShape")
         return np.full(shape, value, value.dtype)
     return dsl.broadcast_to(c.imp.constant(np.asarray(value), c), shape)
 
@@ -395,4 +400,8 @@ def _constant_of_shape(c: _Ctx) -> Val:
 def _range(c: _Ctx) -> Val:
     start, limit, delta = (c.const(i, n).reshape(())
                            for i, n in enumerate(("start", "limit", "delta")))
+    if delta == 0:
+        raise c.fail("delta is 0")
+    count = max(int(np.ceil((float(limit) - float(start)) / float(delta))), 0)
+    c.imp.limits.check((count,), start.dtype, f"{c.where()}: Range")
     return np.arange(start, limit, delta).astype(start.dtype)

@@ -7,11 +7,11 @@ arrays as soon as no symbol is left.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from ..ir.types import Dim, dim_divide, dim_product
+from ..ir.types import Dim, dim_divide, dim_product, parse_dim
 
 if TYPE_CHECKING:  # pragma: no cover
     from .onnx_import import _Ctx
@@ -48,7 +48,7 @@ def _dim_int_only(op: Callable[[int, int], int]) -> Callable[[Dim, Dim], Dim]:
 
 SYMBOLIC: dict[str, Callable[[_Ctx, list[np.ndarray]], np.ndarray]] = {
     "Identity": lambda c, v: v[0],
-    "Cast": lambda c, v: v[0],
+    "Cast": lambda c, v: _fold_cast(c, v[0]),
     "Gather": lambda c, v: norm_dims(np.take(v[0], v[1].astype(np.int64),
                                               axis=int(c.attr("axis", 0)))),
     "Concat": lambda c, v: norm_dims(np.concatenate(
@@ -63,6 +63,15 @@ SYMBOLIC: dict[str, Callable[[_Ctx, list[np.ndarray]], np.ndarray]] = {
     "Sub": lambda c, v: _sym_binary(_dim_int_only(lambda a, b: a - b))(v[0], v[1]),
     "ReduceProd": lambda c, v: fold_prod(v[0], c.ints("axes", 1), bool(c.attr("keepdims", 1))),
 }
+
+
+def _fold_cast(c: _Ctx, v: np.ndarray) -> Any:
+    """Sizes stay symbolic as integers; cast to another type, they are read at run time."""
+    to = c.imp.dtype_of(int(c.attr("to")), c)
+    if to in ("int64", "int32"):
+        return v
+    from . import dsl
+    return dsl.cast(c.imp.constant(v, c), to)
 
 
 def _fold_unsqueeze(c: _Ctx, v: np.ndarray) -> np.ndarray:
@@ -99,3 +108,27 @@ def fold_prod(v: np.ndarray, axes, keep: bool) -> np.ndarray:
     for a in sorted(ax, reverse=True):
         out = prod.reduce(out, axis=a, keepdims=keep, initial=1)
     return norm_dims(np.asarray(out, dtype=object))
+
+
+def dims_tensor(v: np.ndarray, sources: dict[str, tuple[Any, int]], dtype: str = "int64") -> Any:
+    """A graph tensor computing the dims in `v` at run time (object array of ints and symbols).
+
+    `sources` maps each symbol to a tensor and the axis whose size it is; a dim such as "8*N"
+    becomes 8 * size(x, axis). Raises ValueError for a symbol with no source.
+    """
+    from . import dsl
+    parts = []
+    for d in v.reshape(-1):
+        coef, syms = parse_dim(d if isinstance(d, str) else int(d))
+        t = None if coef == 1 and syms else dsl.constant(np.asarray(coef, dtype))
+        for s, n in sorted(syms.items()):
+            if s not in sources:
+                raise ValueError(f"symbolic size {s!r} has no input to read it from at run time")
+            x, axis = sources[s]
+            size = dsl.apply("size", [x], {"axes": (axis,), "dtype": dtype})
+            for _ in range(n):
+                t = size if t is None else t * size
+        parts.append(t)
+    if v.ndim == 0:
+        return parts[0]
+    return dsl.reshape(dsl.stack(parts), tuple(v.shape))

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..ir.errors import GraphcError
-from ..ir.graph import Graph, Value
+from ..ir.graph import Graph, Value, ValueRange
 from ..ir.roles import Role, parse_role
 from ..ir.types import TensorType, canonical_dtype, parse_type
 
@@ -26,6 +26,8 @@ _HEADER = re.compile(r"^graph (?P<name>.*?)\((?P<inputs>.*)\) \{$")
 _PARAM = re.compile(r"^param %(?P<name>\S+): (?P<type>\w+\[[^\]]*\])(?P<role>(?: @\S+)?)$")
 _UPDATES = re.compile(r"^(?P<out>.*) @updates\((?P<state>[^)]*)\)$")
 _ROLE = re.compile(r"^(?P<type>.*?\])(?: @(?P<role>\w+)(?:\((?P<target>[^)]*)\))?)?$")
+_RANGE = re.compile(r"^(?P<rest>.*?) @range\((?P<lo>-?\d+), ?(?P<hi>-?\d+)"
+                    r"(?:, ?ignore=(?P<ignore>-?\d+))?\)$")
 _NODE = re.compile(r"^%(?P<name>\S+): (?P<type>\w+\[[^\]]*\]) = (?P<op>\w+)\((?P<args>.*)\)$")
 _SOURCE = re.compile(r"^\S+:\d+$")
 _INT = re.compile(r"^-?\d+$")
@@ -153,8 +155,17 @@ class _Parser:
             if not sep or not name.startswith("%"):
                 raise self.fail(f"bad input {part!r}: expected %name: type")
             self._new_name(g, name[1:])
+            rng = None
+            m_range = _RANGE.match(t.strip())
+            if m_range:
+                ignore = int(m_range["ignore"]) if m_range["ignore"] is not None else None
+                t, rng = m_range["rest"], ValueRange(int(m_range["lo"]), int(m_range["hi"]),
+                                                     ignore=ignore)
             t, role, target = self._typed_role(t, Role.DATA)
-            g.add_input(name[1:], t, role, target)
+            try:
+                g.add_input(name[1:], t, role, target, rng)
+            except GraphcError as exc:
+                raise self.fail(str(exc).split(": ", 1)[-1]) from None
         closed = False
         for self.lineno, line in body[1:]:
             if closed:

@@ -3,27 +3,66 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..ir.errors import GraphBuildError
-from ..ir.graph import Graph
+from ..ir.errors import GraphBuildError, user_frame
+from ..ir.graph import Graph, ValueRange
 from ..ir.types import Dim, TensorType
 from .dsl import Tensor
 
 
 @dataclass(frozen=True)
 class Spec:
-    """The declared shape and dtype of one traced input."""
+    """The declared shape, dtype and (integer inputs) value range of one traced input."""
 
     shape: tuple[Dim, ...]
     dtype: str = "float32"
+    range: "tuple[int, int] | None" = None
 
 
-def spec(shape: tuple[Dim, ...], dtype: str = "float32") -> Spec:
-    """Declares an input of `shape` (ints or symbols like "N") and `dtype` for @gc.function."""
-    TensorType(tuple(shape), dtype)  # validates now, at the user's line
-    return Spec(tuple(shape), dtype)
+_anonymous = itertools.count(1)
+
+
+def _fresh_symbol() -> str:
+    """A symbol no other dim shares ("_d1", "_d2", ...): what `None` in a spec's shape becomes."""
+    return f"_d{next(_anonymous)}"
+
+
+def spec(shape: tuple[Dim, ...], dtype: str = "float32",
+         range: "tuple[int, int] | None" = None) -> Spec:
+    """Declares an input of `shape` (ints or symbols like "N") and `dtype` for @gc.function.
+
+    Args:
+        shape: ints or symbols ("N"); a symbol must have one size across a run's inputs.
+            `None` is an anonymous dim: a fresh symbol of its own, tied to no other dim
+            (give two dims one name, "N", when they must agree).
+        dtype: the element type; bare names are torch's ("float" is float32, "double"
+            float64, "long" int64), as are torch dtypes (torch.float32).
+        range: for an integer input, (lo, hi): every fed value must lie in [lo, hi)
+            (half-open, like Python's range). Checked on every run and training step, with an
+            error naming the input, the value and its index. Class labels of `cross_entropy` /
+            `nll_loss` get [0, C) without it.
+
+    Returns:
+        A Spec.
+
+    Raises:
+        GraphBuildError: a bad shape or dtype, or a range that is empty or on a float input.
+
+    Example: ``gc.spec(("N",), "int64", range=(0, 10))``
+    """
+    shape = tuple(_fresh_symbol() if d is None else d for d in shape)  # None: anonymous dim
+    try:
+        t = TensorType(shape, dtype)  # validates now, at the user's line
+        r = ValueRange.of(range)
+    except (TypeError, ValueError) as exc:
+        raise GraphBuildError(f"{user_frame()}: gc.spec: {exc}") from None
+    if r is not None and not t.dtype.startswith(("int", "uint")):
+        raise GraphBuildError(f"{user_frame()}: gc.spec: range={range!r} needs an integer dtype, "
+                              f"got {dtype!r}")
+    return Spec(shape, t.dtype, None if r is None else (r.lo, r.hi))
 
 
 def _outputs(g: Graph, result: Any) -> None:
@@ -60,7 +99,8 @@ class Function:
         """Traces the function afresh (e.g. after `model.eval()`) and returns the new Graph."""
         g = Graph(self.name)
         with g:
-            args = {n: g.input(n, self.specs[n].shape, self.specs[n].dtype) for n in self.arg_names}
+            args = {n: g.input(n, self.specs[n].shape, self.specs[n].dtype, range=self.specs[n].range)
+                    for n in self.arg_names}
             _outputs(g, self.fn(**args))
         self._graph = g
         return g
@@ -82,7 +122,7 @@ class Function:
 def function(fn: Callable[..., Any] | None = None, *, name: str | None = None, **specs: Spec):
     """Decorator: traces `fn` into a Graph with one input per argument, typed by `specs`.
 
-    Example::
+    Example:
 
         @gc.function(x=gc.spec(("N", 784)), y=gc.spec(("N",), "int64"))
         def loss_fn(x, y):

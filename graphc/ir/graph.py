@@ -36,6 +36,78 @@ def current_graph() -> "Graph | None":
     return _GRAPH_STACK[-1] if _GRAPH_STACK else None
 
 
+class ValueRange:
+    """The half-open integer interval [lo, hi) every element of an integer input must lie in.
+
+    Declared with `gc.spec(("N",), "int64", range=(0, 10))` or inferred from a loss
+    (`cross_entropy(logits, y)` with C classes gives [0, C)); `origin` says where an inferred
+    range came from. The feed checker (`graphc.ir.feeds`) rejects a batch with a value outside.
+    Unpacks as `lo, hi = value.range`. `ignore` is one more value allowed outside [lo, hi)
+    (a loss's `ignore_index`, e.g. -100 for padding labels).
+    """
+
+    __slots__ = ("lo", "hi", "origin", "ignore")
+
+    def __init__(self, lo: int, hi: int, origin: str | None = None, ignore: int | None = None):
+        lo, hi = int(lo), int(hi)
+        if hi <= lo:
+            raise ValueError(f"range ({lo}, {hi}) is empty: it is half-open [lo, hi), so hi must "
+                             "be greater than lo")
+        self.lo, self.hi, self.origin = lo, hi, origin
+        self.ignore = None if ignore is None or lo <= int(ignore) < hi else int(ignore)
+
+    def outside(self, a: np.ndarray) -> np.ndarray:
+        """A bool mask of the elements of `a` that are neither in [lo, hi) nor `ignore`."""
+        bad = (a < self.lo) | (a >= self.hi)
+        return bad & (a != self.ignore) if self.ignore is not None else bad
+
+    @classmethod
+    def of(cls, r: "ValueRange | tuple[int, int] | None") -> "ValueRange | None":
+        """A ValueRange from a (lo, hi) pair (or None / a ValueRange, returned as is)."""
+        if r is None or isinstance(r, ValueRange):
+            return r
+        try:
+            lo, hi = r
+            if not all(isinstance(b, (int, np.integer)) and not isinstance(b, bool) for b in (lo, hi)):
+                raise TypeError
+        except (TypeError, ValueError):
+            raise ValueError(f"range must be a pair of ints (lo, hi) meaning [lo, hi), got {r!r}") from None
+        return cls(lo, hi)
+
+    def intersect(self, lo: int, hi: int, origin: str | None) -> "ValueRange":
+        """The narrower of this range and [lo, hi) (with `origin` where it narrows this one).
+
+        Raises ValueError when they do not overlap.
+        """
+        nlo, nhi = max(self.lo, lo), min(self.hi, hi)
+        if (nlo, nhi) == (self.lo, self.hi):
+            return self
+        if nhi <= nlo:
+            raise ValueError(f"{self} and [{lo}, {hi}) do not overlap")
+        return ValueRange(nlo, nhi, origin or self.origin, self.ignore)
+
+    def __iter__(self):
+        return iter((self.lo, self.hi))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ValueRange):
+            return (self.lo, self.hi, self.ignore) == (other.lo, other.hi, other.ignore)
+        if isinstance(other, tuple):
+            return tuple(self) == other and self.ignore is None
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.lo, self.hi, self.ignore))
+
+    def __str__(self) -> str:
+        return f"[{self.lo}, {self.hi})" + (f" or {self.ignore}" if self.ignore is not None else "")
+
+    def __repr__(self) -> str:
+        extra = (f", {self.origin!r}" if self.origin else "") + \
+            (f", ignore={self.ignore}" if self.ignore is not None else "")
+        return f"ValueRange({self.lo}, {self.hi}{extra})"
+
+
 class Value:
     """A typed value: a graph input, a parameter (with its initial data) or a node's output.
 
@@ -44,16 +116,19 @@ class Value:
         role: what it is for (inputs and params; None for node outputs), see `Role`.
         target: for COTANGENT / TANGENT / GRADIENT inputs, the name of the output or value it
             pairs with; None otherwise.
+        range: for integer inputs, the ValueRange [lo, hi) fed values must lie in (declared
+            with `gc.spec(..., range=...)` or inferred from a loss); None: unchecked.
     """
 
-    __slots__ = ("name", "type", "graph", "producer", "kind", "data", "role", "target")
+    __slots__ = ("name", "type", "graph", "producer", "kind", "data", "role", "target", "range")
 
     def __init__(self, name: str, type: TensorType, graph: "Graph", kind: str,
                  producer: "Node | None" = None, data: np.ndarray | None = None,
-                 role: Role | None = None, target: str | None = None):
+                 role: Role | None = None, target: str | None = None,
+                 range: "ValueRange | None" = None):
         self.name, self.type, self.graph, self.kind = name, type, graph, kind
         self.producer, self.data = producer, data
-        self.role, self.target = role, target
+        self.role, self.target, self.range = role, target, range
 
     @property
     def shape(self) -> tuple[Dim, ...]:
@@ -175,11 +250,22 @@ class Graph:
         return v
 
     def add_input(self, name: str, type: TensorType, role: Role = Role.DATA,
-                  target: str | None = None) -> Value:
-        """Appends a graph input of `type` playing `role`; GraphBuildError if the name is taken."""
+                  target: str | None = None,
+                  range: "ValueRange | tuple[int, int] | None" = None) -> Value:
+        """Appends a graph input of `type` playing `role`; GraphBuildError if the name is taken.
+
+        `range` ([lo, hi), integer inputs only) is checked on every feed by `graphc.ir.feeds`.
+        """
         if name in self._values:
             raise GraphBuildError(f"{user_frame()}: graph {self.name!r} already has a value named {name!r}")
-        v = self._register(Value(name, type, self, "input", role=role, target=target))
+        try:
+            range = ValueRange.of(range)
+        except ValueError as exc:
+            raise GraphBuildError(f"{user_frame()}: input {name!r}: {exc}") from None
+        if range is not None and np.dtype(type.dtype).kind not in "iu":
+            raise GraphBuildError(f"{user_frame()}: input {name!r}: a range applies to integer inputs, "
+                                  f"not {type}")
+        v = self._register(Value(name, type, self, "input", role=role, target=target, range=range))
         self.inputs.append(v)
         return v
 
@@ -212,13 +298,17 @@ class Graph:
 
     # ---- DSL conveniences ----------------------------------------------------------------------
     def input(self, name: str, shape: tuple[Dim, ...], dtype: str = "float32",
-              role: Role = Role.DATA) -> Any:
-        """Declares a graph input (a DSL Tensor); dims may be ints or symbols such as "N"."""
+              role: Role = Role.DATA, range: "tuple[int, int] | None" = None) -> Any:
+        """Declares a graph input (a DSL Tensor); dims may be ints or symbols such as "N".
+
+        `range=(lo, hi)` declares that an integer input's values lie in [lo, hi); every feed
+        is checked against it (FeedError naming the value and its index).
+        """
         try:
             t = TensorType(tuple(shape), dtype)
         except (TypeError, ValueError) as exc:
             raise GraphBuildError(f"{user_frame()}: input {name!r}: {exc}") from None
-        return _wrap_value(self.add_input(name, t, role))
+        return _wrap_value(self.add_input(name, t, role, range=range))
 
     def param(self, name: str, shape: tuple[int, ...] | None = None,
               init: np.ndarray | Callable | None = None, dtype: str = "float32") -> Any:
@@ -367,7 +457,7 @@ class Graph:
         g.spec = self.spec
         vmap: dict[Value, Value] = {}
         for v in self.inputs:
-            vmap[v] = g.add_input(v.name, v.type, v.role, v.target)
+            vmap[v] = g.add_input(v.name, v.type, v.role, v.target, v.range)
         for v in self.params:
             vmap[v] = g.add_param(v.name, v.data, v.role)
         if nodes:
@@ -403,7 +493,7 @@ class Graph:
         vmap: dict[Value, Value] = {}
         for v in self.inputs:
             if v in need:
-                vmap[v] = g.add_input(v.name, v.type, v.role, v.target)
+                vmap[v] = g.add_input(v.name, v.type, v.role, v.target, v.range)
         for v in self.params:
             if v in need:
                 vmap[v] = g.add_param(v.name, v.data, v.role)

@@ -37,17 +37,24 @@ def format_node(node: "Node") -> str:
 
 
 def format_role(v: "Value", default: "Role") -> str:
-    """' @role' or ' @role(target)' for a value whose role is not the default; '' otherwise."""
+    """' @role' or ' @role(target)' for a value whose role is not the default; '' otherwise.
+
+    An integer input with a declared value range ends with ' @range(lo, hi)'.
+    """
+    r = getattr(v, "range", None)
+    rng = ("" if r is None else f" @range({r.lo}, {r.hi}"
+           + (f", ignore={r.ignore})" if r.ignore is not None else ")"))
     if v.role is None or v.role is default:
-        return ""
-    return f" @{v.role.value}" + (f"({v.target})" if v.target is not None else "")
+        return rng
+    return f" @{v.role.value}" + (f"({v.target})" if v.target is not None else "") + rng
 
 
 def format_graph(g: "Graph", mark: "Node | None" = None) -> str:
     """The whole graph as text; `mark` flags one node with an arrow.
 
     Inputs and params that play a role other than the default (data, param) say so after their
-    type (`%lr: f32[] @lr`, `param %bn.running_mean: f32[4] @buffer`); an output that replaces
+    type (`%lr: f32[] @lr`, `param %bn.running_mean: f32[4] @buffer`), and an integer input
+    with a value range says it (`%y: i64[N] @range(0, 10)`); an output that replaces
     state names what it replaces (`new.w=%w_1 @updates(w)`).
     """
     from .roles import Role

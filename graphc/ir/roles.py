@@ -66,17 +66,17 @@ _BUFFER_UPDATE_PREFIX = "state:"
 
 
 def update_output_name(state: str) -> str:
-    """The step-graph output holding the next value of carried input `state` ('new.<state>')."""
+    """The step-graph output holding the next value of carried input `state` (`'new.<state>'`)."""
     return _UPDATE_PREFIX + state
 
 
 def buffer_output_name(buffer: str) -> str:
-    """The loss-graph output holding a buffer's value after the forward pass ('state:<buffer>')."""
+    """The loss-graph output holding a buffer's value after the forward pass (`'state:<buffer>'`)."""
     return _BUFFER_UPDATE_PREFIX + buffer
 
 
 def gradient_input_name(param: str) -> str:
-    """The input of an optimizer-only graph that feeds the gradient of `param` ('grad.<param>')."""
+    """The input of an optimizer-only graph that feeds the gradient of `param` (`'grad.<param>'`)."""
     return f"grad.{param}"
 
 

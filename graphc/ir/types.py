@@ -16,10 +16,27 @@ _SHORT = {"float32": "f32", "float64": "f64", "int32": "i32", "int64": "i64", "b
 _FROM_SHORT = {v: k for k, v in _SHORT.items()}
 
 
+# torch's short names (torch.float is float32, torch.int int32), not numpy's (np.dtype("float")
+# is float64): a PyTorch user's "float" must not silently double every tensor
+_TORCH_NAMES = {"float": "float32", "double": "float64", "long": "int64", "int": "int32"}
+
+
 def canonical_dtype(dtype) -> str:
-    """Returns graphc's dtype name for a string, numpy dtype or numpy scalar type."""
+    """Returns graphc's dtype name for a string, numpy dtype, numpy scalar type or torch dtype.
+
+    The bare names are torch's: "float" is float32, "double" float64, "long" int64, "int"
+    int32; Python's `float` / `int` types are numpy's (float64, int64), as in both libraries.
+
+    Raises:
+        TypeError: a dtype graphc does not support. Example: ``canonical_dtype("float") ->
+            "float32"``.
+    """
+    if type(dtype).__module__ == "torch":  # torch.float32 and friends, without importing torch
+        dtype = str(dtype).removeprefix("torch.")
     if isinstance(dtype, str) and dtype in _FROM_SHORT:
         return _FROM_SHORT[dtype]
+    if isinstance(dtype, str) and dtype in _TORCH_NAMES:
+        return _TORCH_NAMES[dtype]
     try:
         name = np.dtype(dtype).name
     except TypeError as exc:
@@ -39,6 +56,9 @@ def parse_dim(d: Dim) -> tuple[int, Counter]:
     """Splits a dim into (integer coefficient, symbol multiset)."""
     if isinstance(d, (int, np.integer)):
         return int(d), Counter()
+    if d is None:  # str(None) would make a symbol named "None"
+        raise ValueError("a dim cannot be None here: name it with a symbol such as 'N' "
+                         "(gc.spec turns None into a fresh anonymous symbol)")
     coef, syms = 1, Counter()
     for part in str(d).split("*"):
         part = part.strip()

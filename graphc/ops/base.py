@@ -85,6 +85,10 @@ class Op:
     shape_attrs: tuple[str, ...] = ()
     #: what passes and backends may assume about this op (see `OpTraits`)
     traits: OpTraits = OpTraits()
+    #: output dtypes for which onnxruntime's CPU build has no kernel of this op's ONNX lowering
+    #: (a session would fail with NOT_IMPLEMENTED); the onnxruntime backend refuses such nodes
+    #: on the CPU before it creates a session, naming each one and its source line
+    onnxruntime_cpu_missing: tuple[str, ...] = ()
     #: optional rules, filled in by each primitive
     vjp: Callable[..., Any] | None = None
     onnx: Callable[..., Any] | None = None

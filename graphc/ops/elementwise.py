@@ -144,6 +144,13 @@ class relu(Unary):
     def fn(x):
         return np.maximum(x, 0)
 
+    def onnx(self, e, x):
+        dt = e.in_types[0].dtype
+        if dt in ("float32", "float64"):
+            return e.op("Relu", [x])
+        # onnxruntime's CPU Relu takes int32 from opset 14 and int64 at opset 18 only
+        return e.op("Max", [x, e.const(np.zeros((), dt))])
+
     def vjp(self, g, x, *, y):
         from ..frontends import dsl
         # y > 0 exactly when x > 0; testing y leaves x (often a Gemm output) one consumer, which
@@ -156,6 +163,7 @@ class erf(Unary):
     """y = erf x"""
     traits = OpTraits(elementwise=True, relax_op="erf")
     onnx_op = "Erf"
+    onnxruntime_cpu_missing = ("float64",)
 
     @staticmethod
     def fn(x):
@@ -413,6 +421,7 @@ class where(Op):
     """z = cond ? a : b, broadcasting all three"""
     traits = OpTraits(elementwise=True, selects=True)
     arity = 3
+    onnxruntime_cpu_missing = ("bool",)
     nondiff_inputs = (0,)
 
     def infer(self, c, a, b):

@@ -177,6 +177,14 @@ class layer_norm(Op):
     def onnx(self, e, x, *wb, axis=-1, eps=1e-5):
         t = e.in_types[0]
         a = norm_axis(axis, t.rank)
+        if e.opset < 17:  # LayerNormalization is an ai.onnx op from opset 17: spell it out
+            axes = list(range(a, t.rank))
+            xc = e.op("Sub", [x, e.reduce("ReduceMean", x, axes, keepdims=True)])
+            var = e.reduce("ReduceMean", e.op("Mul", [xc, xc]), axes, keepdims=True)
+            y = e.op("Div", [xc, e.op("Sqrt", [e.op("Add", [var, e.const(np.asarray(eps, t.dtype))])])])
+            for v, op in zip(wb, ("Mul", "Add")):
+                y = e.op(op, [y, v])
+            return y
         scale = wb[0] if wb else e.const(np.ones(t.shape[a:], t.dtype))
         return e.op("LayerNormalization", [x, scale, *wb[1:]], axis=a, epsilon=float(eps))
 
@@ -258,7 +266,12 @@ class size(Op):
 
 @register
 class softmax_cross_entropy(Op):
-    """y = reduce(logsumexp(z, -1) - sum(q * z, -1)); = -sum(q * log_softmax(z)) where rows of q sum to 1"""
+    """y = reduce(sum(q * (logsumexp(z, -1) - z), -1)) = reduce(-sum(q * log_softmax(z), -1))
+
+    Exactly the composite for any q, not only rows summing to 1: a zero row of q (the one-hot
+    of a label outside [0, C)) gives 0 and a zero gradient, and reduction "mean" still divides
+    by the number of rows.
+    """
     arity = 2
 
     def infer(self, z, q, reduction="none"):
@@ -275,24 +288,29 @@ class softmax_cross_entropy(Op):
         return 6 * static_numel(z)
 
     def ref(self, z, q, reduction="none"):
-        rows = _np_logsumexp(z, -1) - np.sum(q * z, axis=-1)
-        out = rows if reduction == "none" else rows.mean() if reduction == "mean" else rows.sum()
+        rows = np.sum(q * (_np_logsumexp(z, -1, keepdims=True) - z), axis=-1)
+        with np.errstate(invalid="ignore"):  # the mean of no rows is NaN, as numpy's mean
+            out = (rows if reduction == "none" else rows.sum() if reduction == "sum"
+                   else rows.sum() / np.asarray(rows.size, rows.dtype))
         return np.asarray(out).astype(z.dtype, copy=False)
 
     def onnx(self, e, z, q, reduction="none"):
-        last = e.const(np.array([e.in_types[0].rank - 1], np.int64))
-        lse = e.op("ReduceLogSumExp", [z, last], keepdims=0)
-        rows = e.op("Sub", [lse, e.op("ReduceSum", [e.op("Mul", [q, z]), last], keepdims=0)])
-        if reduction == "none" or e.in_types[0].rank == 1:
+        t = e.in_types[0]
+        last = [t.rank - 1]
+        lse = e.reduce("ReduceLogSumExp", z, last, keepdims=True)
+        rows = e.reduce("ReduceSum", e.op("Mul", [q, e.op("Sub", [lse, z])]), last)
+        if reduction == "none" or t.rank == 1:
             return rows
-        return e.op("ReduceMean" if reduction == "mean" else "ReduceSum", [rows], keepdims=0)
+        if reduction == "sum":
+            return e.reduce("ReduceSum", rows)
+        return e.reduce_mean(rows, TensorType(t.shape[:-1], t.dtype))
 
     def tvm(self, e, z, q, reduction="none"):
         R = e.R
         last = e.in_types[0].rank - 1
         m = R.max(z, axis=[last], keepdims=True)
         lse = R.add(R.log(R.sum(R.exp(R.subtract(z, m)), axis=[last], keepdims=True)), m)
-        rows = R.subtract(R.squeeze(lse, axis=[last]), R.sum(R.multiply(q, z), axis=[last]))
+        rows = R.sum(R.multiply(q, R.subtract(lse, z)), axis=[last])
         if reduction == "none" or last == 0:
             return rows
         return R.mean(rows) if reduction == "mean" else R.sum(rows)
@@ -306,8 +324,13 @@ class softmax_cross_entropy(Op):
             s = g / dsl.apply("size", [z], {"axes": rows, "dtype": z.dtype}) if rows else g
         else:
             s = g
-        gz = (dsl.apply("softmax", [z], {"axis": -1}) - q) * s
-        return (gz, -(z * s))
+        # d/dz = sum(q) softmax(z) - q (softmax(z) - q for rows of q summing to 1, 0 for a zero
+        # row); d/dq = logsumexp(z) - z
+        mass = dsl.sum(q, -1, keepdims=True)
+        gz = (dsl.apply("softmax", [z], {"axis": -1}) * mass - q) * s
+        m = dsl.stop_gradient(dsl.max(z, -1, keepdims=True))
+        lse = dsl.log(dsl.sum(dsl.exp(z - m), -1, keepdims=True)) + m
+        return (gz, (lse - z) * s)
 
 
 @register
@@ -334,8 +357,14 @@ class bce_with_logits(Op):
         return np.asarray(out).astype(z.dtype, copy=False)
 
     def onnx(self, e, z, t):
-        # onnxruntime's Softplus is the stable two-sided form (no overflow for large z)
-        return e.op("Sub", [e.op("Softplus", [z]), e.op("Mul", [z, t])])
+        dt = e.in_types[0].dtype
+        if dt == "float32":
+            # onnxruntime's Softplus is the stable two-sided form (no overflow for large z)
+            soft = e.op("Softplus", [z])
+        else:  # its CPU Softplus takes float64 at opset 18 only: max(z, 0) + log(1 + e^-|z|)
+            soft = e.op("Add", [e.op("Relu", [z]), e.op("Log", [e.op("Add", [
+                e.const(np.ones((), dt)), e.op("Exp", [e.op("Neg", [e.op("Abs", [z])])])])])])
+        return e.op("Sub", [soft, e.op("Mul", [z, t])])
 
     def tvm(self, e, z, t):
         R, dt = e.R, e.out_type.dtype

@@ -31,6 +31,7 @@ def _windows(x, kernel, stride, padding, dilation, fill):
 class conv2d(Op):
     """y[n,o] = sum_{c,i,j} x[n, g*C/G + c, s*h + d*i - p, s*w + d*j - p] * w[o, c, i, j]"""
     arity = 2
+    onnxruntime_cpu_missing = ("float64",)
 
     def infer(self, x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
         require_float(x)
@@ -62,6 +63,8 @@ class conv2d(Op):
                     dilations=list(dilation), group=groups)
 
     def tvm(self, e, x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
+        if e.in_types[1].shape[1] == 0:  # no input channels: TVM leaves the empty sum unwritten
+            return e.R.zeros(e.shape(e.out_type.shape), e.out_type.dtype)
         o = e.in_types[1].shape[0]
         if groups == 1 and tuple(dilation) == (1, 1) and o % e.vector_lanes(x) == 0:
             # Channels-last output: the output channels become the vector lanes (a 14- or
@@ -99,6 +102,7 @@ class conv2d(Op):
 class conv_transpose2d(Op):
     """y = the adjoint of conv2d applied to x: w is (C_in, C_out/groups, kh, kw) as in PyTorch"""
     arity = 2
+    onnxruntime_cpu_missing = ("float64",)
 
     def infer(self, x, w, stride=(1, 1), padding=(0, 0), output_padding=(0, 0), dilation=(1, 1),
               groups=1):
@@ -148,6 +152,8 @@ class conv_transpose2d(Op):
 
     def tvm(self, e, x, w, stride=(1, 1), padding=(0, 0), output_padding=(0, 0), dilation=(1, 1),
             groups=1):
+        if e.in_types[1].shape[0] == 0:  # no input channels: TVM leaves the empty sum unwritten
+            return e.R.zeros(e.shape(e.out_type.shape), e.out_type.dtype)
         kh, kw = e.in_types[1].shape[2:]
         full = (kh - 1 - padding[0], kw - 1 - padding[1])
         if tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and groups == 1 and min(full) >= 0:
@@ -196,6 +202,8 @@ class max_pool2d(Pool):
         return win.max(axis=(4, 5)).astype(x.dtype, copy=False)
 
     def onnx(self, e, x, kernel_size, stride, padding):
+        if e.in_types[0].shape[1] == 0:
+            return _onnx_zeros(e, e.out_type.shape)
         return e.op("MaxPool", [x], kernel_shape=list(kernel_size), strides=list(stride),
                     pads=[padding[0], padding[1]] * 2)
 
@@ -212,6 +220,7 @@ class max_pool2d(Pool):
 @register
 class avg_pool2d(Pool):
     """y[n,c,h,w] = mean over the window (padding counted unless count_include_pad is False)"""
+    onnxruntime_cpu_missing = ("float64",)
 
     def ref(self, x, kernel_size, stride, padding, count_include_pad=True):
         win = _windows(x, kernel_size, stride, padding, (1, 1), 0)
@@ -222,6 +231,8 @@ class avg_pool2d(Pool):
         return (total / ones.sum(axis=(4, 5))).astype(x.dtype)
 
     def onnx(self, e, x, kernel_size, stride, padding, count_include_pad=True):
+        if e.in_types[0].shape[1] == 0:
+            return _onnx_zeros(e, e.out_type.shape)
         return e.op("AveragePool", [x], kernel_shape=list(kernel_size), strides=list(stride),
                     pads=[padding[0], padding[1]] * 2, count_include_pad=int(count_include_pad))
 
@@ -234,6 +245,8 @@ class avg_pool2d(Pool):
         c = x.shape[1]
         if not isinstance(c, int):
             raise ValueError(f"the gradient of avg_pool2d needs a static channel count, got {c}")
+        if c == 0:  # x is empty (and a depthwise convolution of 0 groups is not one)
+            return (dsl.broadcast_to(dsl.constant(np.zeros((), x.dtype)), x.shape),)
         kh, kw = kernel_size
         if count_include_pad:
             gs = g * (1.0 / (kh * kw))
@@ -292,7 +305,8 @@ class random_uniform(Op):
         sc = e.op("Mod", [e.op("Mul", [s, i64(_C)]), m])
         h = e.op("Mod", [e.op("Add", [e.op("Add", [h, cb]), sc]), m])
         for k in _ROUNDS:
-            h = e.op("BitwiseXor", [h, e.op("Div", [h, i64(65536)])])
+            h = _onnx_xor_high(e, h) if e.opset < 18 else \
+                e.op("BitwiseXor", [h, e.op("Div", [h, i64(65536)])])
             h = e.op("Mod", [e.op("Mul", [h, i64(k)]), m])
             h = e.op("Mod", [e.op("Add", [h, s]), m])
         f = e.op("Cast", [e.op("Div", [h, i64(128)])], to=e.onnx_dtype(dtype))
@@ -333,6 +347,29 @@ class random_uniform(Op):
         return e.emit_te(compute, seed, counter)
 
 
+def _onnx_xor_high(e, h):
+    """h ^ (h // 65536) for int64 0 <= h < 2^31 without BitwiseXor (an ai.onnx op from opset 18).
+
+    h // 65536 < 2^15 flips only the low 15 bits of h: those are recomputed bit by bit, each
+    bit pair added mod 2, along a new last axis of 15 bits (h is 1-D).
+    """
+    i64 = lambda v: e.const(np.array(v, np.int64))  # noqa: E731
+    pow2 = i64([1 << k for k in range(15)])
+    low = e.op("Mod", [h, i64(1 << 15)])
+
+    def bits(v):
+        return e.op("Mod", [e.op("Div", [e.op("Unsqueeze", [v, i64([-1])]), pow2]), i64(2)])
+    flipped = e.op("Mod", [e.op("Add", [bits(low), bits(e.op("Div", [h, i64(65536)]))]), i64(2)])
+    return e.op("Add", [e.op("Sub", [h, low]), e.reduce("ReduceSum", e.op("Mul", [flipped, pow2]), [-1])])
+
+
+def _onnx_zeros(e, shape):
+    """The (empty) result of a pool over zero channels: onnxruntime's NCHWc layout pass rejects
+    MaxPool and AveragePool with no channels ("invalid channel count"), and a Reshape to a shape
+    holding a static 0 would read it as "copy this dim"."""
+    return e.op("Expand", [e.const(np.zeros((), e.in_types[0].dtype)), e.shape_tensor(shape)])
+
+
 # ---- gradients of convolutions and pools -------------------------------------------------------
 
 @register
@@ -366,14 +403,36 @@ class max_pool2d_grad(Op):
         return dxp[:, :, ph:ph + x.shape[2], pw:pw + x.shape[3]].copy()
 
     def onnx(self, e, x, g, kernel_size, stride, padding):
+        if e.in_types[0].shape[1] == 0:
+            return _onnx_zeros(e, e.in_types[0].shape)
         # MaxPool's second output indexes the flattened input; scatter-add g there
         _, idx = e.op("MaxPool", [x], n_out=2, kernel_shape=list(kernel_size), strides=list(stride),
                       pads=[padding[0], padding[1]] * 2)
         flat = e.const(np.array([-1], np.int64))
         shape = e.op("Shape", [x])
-        zeros = e.op("Expand", [e.const(np.zeros((), e.in_types[0].dtype)), shape])
-        dx = e.op("ScatterElements", [e.op("Reshape", [zeros, flat]), e.op("Reshape", [idx, flat]),
-                                      e.op("Reshape", [g, flat])], axis=0, reduction="add")
+        zeros = e.op("Reshape", [e.op("Expand", [e.const(np.zeros((), e.in_types[0].dtype)), shape]),
+                                 flat])
+        if e.opset >= 16:
+            dx = e.op("ScatterElements", [zeros, e.op("Reshape", [idx, flat]),
+                                          e.op("Reshape", [g, flat])], axis=0, reduction="add")
+            return e.op("Reshape", [dx, shape])
+        # no scatter adds before opset 16: outputs (i, j) with i mod ch, j mod cw fixed have
+        # disjoint windows, so each such class scatters without collisions; the classes add up
+        (kh, kw), (sh, sw) = kernel_size, stride
+        ch, cw = -(-kh // sh), -(-kw // sw)
+        i64 = lambda v: e.const(np.array(v, np.int64))  # noqa: E731
+        end = np.iinfo(np.int64).max
+
+        def part(t, i, j):  # the outputs of class (i, j), flattened
+            if ch == cw == 1:
+                return e.op("Reshape", [t, flat])
+            return e.op("Reshape", [e.op("Slice", [t, i64([i, j]), i64([end, end]), i64([2, 3]),
+                                                   i64([ch, cw])]), flat])
+        dx = None
+        for i in range(ch):
+            for j in range(cw):
+                one = e.op("ScatterElements", [zeros, part(idx, i, j), part(g, i, j)], axis=0)
+                dx = one if dx is None else e.op("Add", [dx, one])
         return e.op("Reshape", [dx, shape])
 
     def tvm(self, e, x, g, kernel_size, stride, padding):

@@ -36,7 +36,7 @@ class Reduce(Op):
         ax = norm_axes(axes, e.in_types[0].rank)
         if not ax:
             return e.op("Identity", [x])
-        return e.op(self.onnx_op, [x, e.const(np.array(ax, np.int64))], keepdims=int(keepdims))
+        return e.reduce(self.onnx_op, x, ax, keepdims)
 
     def tvm(self, e, x, axes=None, keepdims=False):
         ax = norm_axes(axes, e.in_types[0].rank)
@@ -69,10 +69,19 @@ class mean(Reduce):
 
     fn = staticmethod(np.mean)
 
+    def onnx(self, e, x, axes=None, keepdims=False):
+        # NaN over an empty slice, as numpy and PyTorch (onnxruntime's ReduceMean gives 0)
+        ax = norm_axes(axes, e.in_types[0].rank)
+        if not ax:
+            return e.op("Identity", [x])
+        return e.reduce_mean(x, e.in_types[0], ax, keepdims)
+
     def vjp(self, g, x, *, y, axes=None, keepdims=False):
         from ..frontends import dsl
         gk = _keep_reduced(g, x, axes, keepdims)
         n = _reduced_count(x, axes)
+        if isinstance(n, int) and n == 0:  # x is empty along a reduced axis: its gradient is an empty tensor
+            return (dsl.broadcast_to(gk, x.shape),)
         return (dsl.broadcast_to(gk * (1.0 / n) if isinstance(n, int) else gk / n, x.shape),)
 
 

@@ -36,6 +36,12 @@ class reshape(Op):
         if any(d == 0 for d in shape):
             # ONNX reads a 0 in the target shape as "copy this dim" unless allowzero is set,
             # and forbids -1 together with allowzero
+            if e.opset < 14:  # no allowzero: the result holds no element, so broadcast nothing
+                return e.op("Expand", [e.const(np.zeros((), e.in_types[0].dtype)), e.shape_tensor(shape)])
+            return e.op("Reshape", [x, e.shape_tensor(shape)], allowzero=1)
+        if e.opset >= 14 and len([d for d in shape if not isinstance(d, (int, np.integer))]) > 1:
+            # two or more symbolic dims are read from the inputs at run time (no -1), and one of
+            # them may be 0 there, which only allowzero keeps from meaning "copy this dim"
             return e.op("Reshape", [x, e.shape_tensor(shape)], allowzero=1)
         return e.op("Reshape", [x, e.shape_tensor(shape, allow_minus_one=True)])
 
@@ -99,6 +105,10 @@ class expand(Op):
         return np.broadcast_to(x, shape).copy()
 
     def onnx(self, e, x, shape):
+        if 0 in shape:
+            # an empty result: onnxruntime's graph optimizations turn Expand of a size-1 dim to a
+            # static 0 into the input itself (shape 1, not 0), so expand a scalar instead
+            return e.op("Expand", [e.const(np.zeros((), e.in_types[0].dtype)), e.shape_tensor(shape)])
         return e.op("Expand", [x, e.shape_tensor(shape)])
 
     def tvm(self, e, x, shape):
@@ -194,8 +204,10 @@ class slice(Op):
     def ref(self, x, starts, ends, axes, steps):
         idx = [builtins.slice(None)] * x.ndim
         for s, t, a, st in zip(starts, ends, axes, steps):
+            # an end of -INT_MAX means "past the start" only for a negative step: with a
+            # positive one the slice is empty, as Python (and ONNX) read it
             idx[a] = builtins.slice(s, None if t >= INT_MAX // 2 and st > 0 else
-                                    (None if t <= -INT_MAX // 2 else t), st)
+                                    (None if t <= -INT_MAX // 2 and st < 0 else t), st)
         return x[tuple(idx)].copy()
 
     def onnx(self, e, x, starts, ends, axes, steps):
@@ -314,7 +326,7 @@ def _slice_grad(g, x, starts, ends, axes, steps):
                 continue
             raise ValueError(f"the gradient of slice [{s}:{t}:{st}] of symbolic dim {d} would pad "
                              "by a symbolic amount, which pad cannot express")
-        stop = None if (t >= INT_MAX // 2 and st > 0) or t <= -INT_MAX // 2 else t
+        stop = None if (t >= INT_MAX // 2 and st > 0) or (t <= -INT_MAX // 2 and st < 0) else t
         pos = list(range(d))[builtins.slice(s, stop, st)]
         if not pos:
             return dsl.broadcast_to(dsl.constant(np.zeros((), g.dtype)), x.shape)
@@ -380,12 +392,23 @@ class gather_grad(Op):
         zero = e.const(np.zeros((), np.int64))
         d = e.op("Squeeze", [e.shape_tensor((shape[a],)), e.const(np.array([0], np.int64))])
         idx = e.op("Where", [e.op("Less", [idx, zero]), e.op("Add", [idx, d]), idx])
-        idx = e.op("Unsqueeze", [idx, e.const(np.array([-1], np.int64))])
         to_front, back = self._perms(a, k, r)
         gt = g if to_front == sorted(to_front) else e.op("Transpose", [g], perm=to_front)
         data_shape = (shape[a],) + tuple(shape[:a]) + tuple(shape[a + 1:])
-        zeros = e.op("Expand", [e.const(np.zeros((), e.in_types[0].dtype)), e.shape_tensor(data_shape)])
-        out = e.op("ScatterND", [zeros, idx, gt], reduction="add")
+        if e.opset < 16:
+            # no scatter adds before opset 16: one_hot(indices)^T @ g, g flattened to (M, rest)
+            dt = e.in_types[0].dtype
+            flat = e.op("Unsqueeze", [e.op("Reshape", [idx, e.const(np.array([-1], np.int64))]),
+                                      e.const(np.array([1], np.int64))])
+            classes = e.op("Unsqueeze", [e.op("Range", [zero, d, e.const(np.ones((), np.int64))]),
+                                         e.const(np.array([0], np.int64))])
+            hot = e.op("Cast", [e.op("Equal", [flat, classes])], to=e.onnx_dtype(dt))
+            prod = e.op("MatMul", [e.op("Transpose", [hot], perm=[1, 0]), e.op("Flatten", [gt], axis=k)])
+            out = e.op("Reshape", [prod, e.shape_tensor(data_shape)])
+        else:
+            idx = e.op("Unsqueeze", [idx, e.const(np.array([-1], np.int64))])
+            zeros = e.op("Expand", [e.const(np.zeros((), e.in_types[0].dtype)), e.shape_tensor(data_shape)])
+            out = e.op("ScatterND", [zeros, idx, gt], reduction="add")
         return out if back == sorted(back) else e.op("Transpose", [out], perm=back)
 
     def tvm(self, e, g, indices, axis, shape):

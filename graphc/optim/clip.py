@@ -7,7 +7,7 @@ from ..frontends.dsl import Tensor
 
 def clip_by_global_norm(grads: list[Tensor], max_norm: float, eps: float = 1e-6
                         ) -> tuple[list[Tensor], Tensor]:
-    """g *= min(1, max_norm / (||(g_1, ..., g_k)||_2 + eps))  (torch.nn.utils.clip_grad_norm_).
+    """`g *= min(1, max_norm / (||(g_1, ..., g_k)||_2 + eps))` (`torch.nn.utils.clip_grad_norm_`).
 
     Returns the clipped gradients and the total norm before clipping (a scalar tensor).
     """

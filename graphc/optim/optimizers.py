@@ -26,7 +26,7 @@ def _check(cond: bool, msg: str) -> None:
 
 
 class SGD(Optimizer):
-    """Stochastic gradient descent: g += wd*p; b = mu*b + (1-dampening)*g; p -= lr*(g + mu*b if nesterov else b)."""
+    """Stochastic gradient descent: `g += wd*p; b = mu*b + (1-dampening)*g; p -= lr*(g + mu*b if nesterov else b)`."""
 
     slots = ("momentum_buffer",)
 
@@ -62,7 +62,7 @@ class SGD(Optimizer):
 
 
 class Adagrad(Optimizer):
-    """Adagrad: clr = lr / (1 + (t-1)*lr_decay); s += g^2; p -= clr * g / (sqrt(s) + eps)."""
+    """Adagrad: `clr = lr / (1 + (t-1)*lr_decay); s += g^2; p -= clr * g / (sqrt(s) + eps)`."""
 
     slots = ("sum",)
 
@@ -93,7 +93,7 @@ class Adagrad(Optimizer):
 
 
 class RMSprop(Optimizer):
-    """RMSprop: v = a*v + (1-a)*g^2; d = sqrt(v - gbar^2 if centered else v) + eps; p -= lr*g/d (or via momentum)."""
+    """RMSprop: `v = a*v + (1-a)*g^2; d = sqrt(v - gbar^2 if centered else v) + eps; p -= lr*g/d` (or via momentum)."""
 
     slots = ("square_avg", "momentum_buffer", "grad_avg")
 
@@ -131,7 +131,7 @@ class RMSprop(Optimizer):
 
 
 class Rprop(Optimizer):
-    """Rprop: s = sign(g*prev) -> (etaplus, etaminus, 1); step = clip(step*s); p -= sign(g)*step; g = 0 where s<0."""
+    """Rprop: `s = sign(g*prev) -> (etaplus, etaminus, 1); step = clip(step*s); p -= sign(g)*step; g = 0 where s<0`."""
 
     slots = ("prev", "step_size")
 
@@ -156,7 +156,7 @@ class Rprop(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam: m = lerp(m, g, 1-b1); v = b2*v + (1-b2)*g^2; p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)."""
+    """Adam: `m = lerp(m, g, 1-b1); v = b2*v + (1-b2)*g^2; p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)`."""
 
     slots = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
     decoupled = False
@@ -200,7 +200,7 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
-    """AdamW: p *= 1 - lr*wd (decoupled weight decay), then the Adam update."""
+    """AdamW: `p *= 1 - lr*wd` (decoupled weight decay), then the Adam update."""
 
     decoupled = True
 

@@ -31,7 +31,7 @@ class constant(_Sched):
 
 
 class step_decay(_Sched):
-    """lr(t) = base_lr * gamma ** (t // step_size)  (torch StepLR)"""
+    """`lr(t) = base_lr * gamma ** (t // step_size)` (torch StepLR)."""
 
     def __init__(self, base_lr: float, step_size: int, gamma: float = 0.1):
         if step_size <= 0:
@@ -43,7 +43,7 @@ class step_decay(_Sched):
 
 
 class exponential(_Sched):
-    """lr(t) = base_lr * gamma ** t  (torch ExponentialLR)"""
+    """`lr(t) = base_lr * gamma ** t` (torch ExponentialLR)."""
 
     def __init__(self, base_lr: float, gamma: float):
         self.base_lr, self.gamma = base_lr, gamma
@@ -53,7 +53,7 @@ class exponential(_Sched):
 
 
 class cosine(_Sched):
-    """lr(t) = min_lr + (base_lr - min_lr) * (1 + cos(pi * min(t, T) / T)) / 2  (torch CosineAnnealingLR)"""
+    """`lr(t) = min_lr + (base_lr - min_lr) * (1 + cos(pi * min(t, T) / T)) / 2` (torch CosineAnnealingLR)."""
 
     def __init__(self, base_lr: float, total_steps: int, min_lr: float = 0.0):
         if total_steps <= 0:
@@ -66,7 +66,7 @@ class cosine(_Sched):
 
 
 class linear_warmup(_Sched):
-    """lr(t) = after(t) * (start_factor + (1 - start_factor) * t / warmup_steps) for t < warmup_steps, else after(t)"""
+    """`lr(t) = after(t) * (start_factor + (1 - start_factor) * t / warmup_steps)` for `t < warmup_steps`, else `after(t)`."""
 
     def __init__(self, after: "Schedule | float", warmup_steps: int, start_factor: float = 0.0):
         if warmup_steps < 0:

@@ -430,7 +430,7 @@ def vjp(graph: Graph, wrt: Any = None, cotangents: Any = None, *, simplify: bool
 
 def hvp(graph: Graph, wrt: Any = None, vectors: Any = None, of: Any = None, *,
         simplify: bool = True, name: str | None = None) -> Graph:
-    """The Hessian-vector product graph: the gradient of <grad f, v> with respect to `wrt`.
+    """The Hessian-vector product graph: the gradient of `<grad f, v>` with respect to `wrt`.
 
     Args:
         graph: the forward graph with a scalar output `of` (default: the first).

@@ -8,7 +8,9 @@
 Run on a forward graph before autodiff, so the backward pass gets the fused ops' closed-form
 gradients (`softmax(z) - q`, `sigmoid(z) - t`) instead of the chain rule through every piece of
 the composite. The patterns are traced from the composites themselves, so they follow any change
-to them. Results equal the composites' up to rounding (they are not in the bit-exact `simplify`).
+to them. Results equal the composites' up to rounding (they are not in the bit-exact `simplify`),
+for every target: the fused cross-entropy is `sum(q * (logsumexp(z) - z))`, so the all-zero
+one-hot row of a label outside [0, C) gives 0 and a zero gradient, as the composite does.
 """
 from __future__ import annotations
 
@@ -65,7 +67,7 @@ def _ce_when(m: Match) -> bool:
 @rule(lambda z, q: -dsl.sum(q * F.log_softmax(z, -1), -1), when=_ce_when,
       attrs={"max": {"axes": last_axis()}, "sum": {"axes": last_axis()}}, traced_attrs=("keepdims",))
 def softmax_cross_entropy_rows(m, z, q):
-    """-sum(q * log_softmax(z), -1) -> softmax_cross_entropy(z, q)   (rows of q sum to 1)"""
+    """-sum(q * log_softmax(z), -1) -> softmax_cross_entropy(z, q)   (q a one-hot, maybe smoothed)"""
     return dsl.apply("softmax_cross_entropy", [z, q], {"reduction": "none"})
 
 

@@ -124,7 +124,7 @@ class Pipeline:
         max_rounds: repeat the whole list until a round changes nothing, at most this many times.
         name: the pipeline's name (named pipelines dump into a folder of their own).
 
-    Example::
+    Example:
 
         p = Pipeline(["fold_constants", "eliminate_dead_code"])
         g2 = p(g)

@@ -22,7 +22,7 @@ import numpy as np
 from ..frontends import dsl
 from ..frontends.dsl import Tensor
 from ..ir.graph import Graph, Value
-from ..ir.types import FLOAT_DTYPES, TensorType, broadcast_shapes
+from ..ir.types import FLOAT_DTYPES, TensorType, broadcast_shapes, dim_product
 from ..ops.base import OPS, Op, norm_axes
 from ..ops.reduce import reduced_shape
 from .pipeline import register_pass
@@ -293,8 +293,9 @@ def _batch_axes(axes, node) -> bool:
 def sum_batched_matmul(m, a, b):
     """sum(x^T @ g over batch axes) -> reshape(x, (-1, M))^T @ reshape(g, (-1, F))"""
     x = _mT(a)  # (..., K, M): rows of all batch elements stack into one (P*K, M) matrix
-    prod = dsl.matmul(dsl.transpose(dsl.reshape(x, (-1, x.shape[-1])), (1, 0)),
-                      dsl.reshape(b, (-1, b.shape[-1])))
+    # row counts spelled out, not -1: with an empty dim, -1 has no single value
+    prod = dsl.matmul(dsl.transpose(dsl.reshape(x, (dim_product(x.shape[:-1]), x.shape[-1])), (1, 0)),
+                      dsl.reshape(b, (dim_product(b.shape[:-1]), b.shape[-1])))
     return dsl.reshape(prod, m.shape)
 
 

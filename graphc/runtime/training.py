@@ -200,7 +200,7 @@ def training_step(loss_graph: Graph, params: Any = None, optimizer: Optimizer | 
                               f"{', '.join(f'{v.name} ({v.role})' for v in others)}, which a training "
                               "step cannot feed")
     for v in batch:
-        vmap[v] = sg.add_input(v.name, v.type)
+        vmap[v] = sg.add_input(v.name, v.type, range=v.range)  # label ranges are checked per batch
     trained = set(names)
     # buffers the forward pass updates (graphc.nn batch norm) are carried from step to step like
     # parameters, replaced by their new value, and get no gradient

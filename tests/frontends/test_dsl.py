@@ -212,8 +212,8 @@ METHODS = {
     "mean": lambda x: x.mean(-1), "mean_keep": lambda x: x.mean(axis=0, keepdims=True),
     "max": lambda x: x.max(axis=1), "min": lambda x: x.min(),
     "argmax": lambda x: x.argmax(axis=-1), "argmax_flat": lambda x: x.argmax(),
-    "transpose": lambda x: x.transpose(1, 0, 2), "astype": lambda x: (x * 3).astype("int32"),
-}
+    "astype": lambda x: (x * 3).astype("int32"),
+}  # Tensor.transpose is torch's (swap two dims): tests/frontends/test_conventions.py
 
 
 @pytest.mark.parametrize("fn", list(METHODS.values()), ids=list(METHODS))

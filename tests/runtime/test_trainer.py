@@ -85,13 +85,15 @@ def test_nan_guard_names_step_and_checkpoint(tmp_path):
     data = blobs(32)
     tr = make(opt=optim.SGD(0.1))
     tr.fit(data, epochs=1, batch_size=16, checkpoint=str(tmp_path / "good"))
-    bad = {"x": data["x"].copy(), "y": data["y"]}
-    bad["x"][20, 0] = np.nan
+    x = data["x"].copy()
+    x[20, 0] = np.nan
+    # a list of batches: a dict with NaN is refused when fit starts (test_trainer_robustness.py)
+    bad = [{"x": x[:16], "y": data["y"][:16]}, {"x": x[16:], "y": data["y"][16:]}]
     with pytest.raises(gc.NonFiniteLossError) as e:
         tr.fit(bad, epochs=2, batch_size=16, shuffle=False, checkpoint=str(tmp_path / "good"))
     msg = str(e.value)
     assert "loss is nan at step 4 (epoch 2, batch 2)" in msg  # 1-based: the 4th step
-    assert "good.safetensors" in msg
+    assert "good.step-00000002.safetensors" in msg  # the newest file of the series
     # the last good checkpoint is intact and loads
     tensors, meta = gc.load_checkpoint(tmp_path / "good")
     assert meta["step"] == 2 and all(np.isfinite(v).all() for v in tensors.values())

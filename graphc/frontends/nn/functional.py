@@ -13,9 +13,10 @@ from ...ir.errors import GraphBuildError, user_frame
 from .. import dsl
 from ..dsl import Tensor, _tensor
 from ..functional import (_reduce, avg_pool2d, binary_cross_entropy_with_logits, conv2d,
-                          cross_entropy, dropout, gelu, layer_norm, leaky_relu, linear, log_softmax,
-                          logsumexp, max_pool2d, mse_loss, nll_loss, one_hot, ones_like, silu,
-                          softmax)
+                          cross_entropy, declare_label_range, dropout, gelu, layer_norm,
+                          leaky_relu, linear, log_softmax, logsumexp, max_pool2d, mse_loss,
+                          nll_loss, one_hot, ones_like, silu, softmax)
+from ..functional import adaptive_avg_pool2d, conv1d, conv_transpose2d, group_norm
 
 sigmoid, tanh, relu = dsl.sigmoid, dsl.tanh, dsl.relu
 
@@ -67,6 +68,7 @@ def multi_margin_loss(input, target, p: int = 1, margin: float = 1.0,
     if p not in (1, 2):
         raise GraphBuildError(f"{user_frame()}: multi_margin_loss: p must be 1 or 2, got {p}")
     c = x.shape[-1]
+    declare_label_range(target, c, "multi_margin_loss")
     onehot = one_hot(target, c, x.dtype)
     xy = dsl.sum(x * onehot, -1, keepdims=True)
     m = dsl.relu(margin - xy + x) * (1.0 - onehot)
@@ -190,8 +192,9 @@ def scaled_dot_product_attention(q, k, v, attn_mask=None, dropout_p: float = 0.0
 
 __all__ = [
     "sigmoid", "tanh", "relu", "leaky_relu", "gelu", "silu", "elu", "softplus", "softmax",
-    "log_softmax", "logsumexp", "linear", "conv2d", "max_pool2d", "avg_pool2d", "dropout",
-    "layer_norm", "batch_norm", "embedding", "scaled_dot_product_attention", "one_hot",
+    "log_softmax", "logsumexp", "linear", "conv1d", "conv2d", "conv_transpose2d", "max_pool2d",
+    "avg_pool2d", "adaptive_avg_pool2d", "dropout", "layer_norm", "batch_norm", "group_norm",
+    "embedding", "scaled_dot_product_attention", "one_hot",
     "mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss", "binary_cross_entropy",
     "binary_cross_entropy_with_logits", "cross_entropy", "nll_loss", "multi_margin_loss",
     "multiclass_hinge_loss", "hinge_embedding_loss", "kl_div",

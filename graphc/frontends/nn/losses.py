@@ -62,21 +62,31 @@ class BCEWithLogitsLoss(_Loss):
 
 
 class CrossEntropyLoss(_Loss):
-    """Softmax cross-entropy against int labels or probabilities, with label smoothing."""
+    """Softmax cross-entropy against int labels or probabilities, with label smoothing.
 
-    def __init__(self, reduction: str = "mean", label_smoothing: float = 0.0):
+    Int labels that are a graph input must lie in [0, C): every batch is checked (see
+    `graphc.nn.functional.cross_entropy` for what the graph itself does with one outside).
+    """
+
+    def __init__(self, reduction: str = "mean", label_smoothing: float = 0.0,
+                 ignore_index: int | None = None):
         super().__init__(reduction)
-        self.label_smoothing = label_smoothing
+        self.label_smoothing, self.ignore_index = label_smoothing, ignore_index
 
     def forward(self, input, target):
-        return F.cross_entropy(input, target, self.reduction, self.label_smoothing)
+        return F.cross_entropy(input, target, self.reduction, self.label_smoothing,
+                               ignore_index=self.ignore_index)
 
 
 class NLLLoss(_Loss):
-    """Negative log likelihood of int labels given log-probabilities."""
+    """Negative log likelihood of int labels given log-probabilities (labels in [0, C), checked)."""
+
+    def __init__(self, reduction: str = "mean", ignore_index: int | None = None):
+        super().__init__(reduction)
+        self.ignore_index = ignore_index
 
     def forward(self, input, target):
-        return F.nll_loss(input, target, self.reduction)
+        return F.nll_loss(input, target, self.reduction, ignore_index=self.ignore_index)
 
 
 class MultiMarginLoss(_Loss):

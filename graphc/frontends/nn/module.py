@@ -31,7 +31,7 @@ from ...ir.errors import GraphBuildError, user_frame
 from ...ir.graph import Graph, Value, current_graph
 from ...ir.roles import Role, buffer_output_name
 from ...ir.types import canonical_dtype
-from ..dsl import Tensor
+from ..dsl import Tensor, _is_device
 
 STATE_PREFIX = buffer_output_name("")  # kept for code that printed or parsed these names
 
@@ -60,7 +60,18 @@ class Parameter:
     shape = property(lambda self: self.data.shape)
     dtype = property(lambda self: self.data.dtype)
     ndim = property(lambda self: self.data.ndim)
-    size = property(lambda self: self.data.size)
+
+    def size(self, dim: int | None = None):
+        """The shape (torch's Parameter.size()), or one dim of it; the element count is numel()."""
+        return tuple(self.data.shape) if dim is None else self.data.shape[dim]
+
+    def numel(self) -> int:
+        """The number of elements."""
+        return int(self.data.size)
+
+    def dim(self) -> int:
+        """The rank (torch's Parameter.dim())."""
+        return self.data.ndim
 
     def numpy(self) -> np.ndarray:
         """The parameter's array (not a copy)."""
@@ -225,7 +236,7 @@ class Module:
     """Base class of layers: subclasses set parameters/submodules as attributes and define
     `forward`.
 
-    Example::
+    Example:
 
         class Net(nn.Module):
             def __init__(self):
@@ -358,7 +369,7 @@ class Module:
         return [n for n, _ in self.named_parameters()]
 
     def num_parameters(self) -> int:
-        return int(sum(p.size for p in self.parameters()))
+        return int(sum(p.numel() for p in self.parameters()))
 
     # ---- state ---------------------------------------------------------------------------------
     def state_dict(self) -> "OrderedDict[str, np.ndarray]":
@@ -406,8 +417,17 @@ class Module:
         """
         return self.train(False)
 
-    def to(self, dtype: str) -> "Module":
-        """Casts every float parameter and buffer to `dtype` ("float32" / "float64")."""
+    def to(self, *args: Any, dtype: Any = None, device: Any = None, **kwargs: Any) -> "Module":
+        """Casts every float parameter and buffer to `dtype` ("float32" / "float64"), as torch's
+        Module.to. A device ("cpu", "cuda", a torch.device) is accepted and ignored: where a
+        model runs is chosen by `gc.compile(..., device=)` / `gc.Trainer(..., device=)`."""
+        for a in args:
+            if _is_device(a):
+                device = a
+            else:
+                dtype = a
+        if dtype is None:
+            return self
         dt = canonical_dtype(dtype)
         for _, p in self._named_tensors(with_buffers=True, persistent_only=False):
             if p.data.dtype.kind == "f":

@@ -1,8 +1,10 @@
-"""Normalization layers: BatchNorm1d/2d (running statistics as graph state) and LayerNorm."""
+"""Normalization layers: BatchNorm1d/2d (running statistics as graph state), LayerNorm and
+GroupNorm."""
 from __future__ import annotations
 
 import numpy as np
 
+from ...ir.errors import GraphBuildError, user_frame
 from ...ir.types import canonical_dtype
 from . import functional as F
 from .module import Buffer, Module, Parameter, update_buffer
@@ -97,3 +99,32 @@ class LayerNorm(Module):
 
     def extra_repr(self) -> str:
         return f"{self.normalized_shape}, eps={self.eps}"
+
+
+class GroupNorm(Module):
+    """Normalizes each sample over groups of channels of (N, C, *): (x - mean) / sqrt(var + eps)
+    per (sample, group), then a per-channel weight (ones) and bias (zeros), as in PyTorch."""
+
+    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True,
+                 dtype: str = "float32"):
+        super().__init__()
+        if num_groups < 1 or num_channels % num_groups:
+            raise GraphBuildError(f"{user_frame()}: GroupNorm: num_channels {num_channels} must "
+                                  f"divide by num_groups {num_groups}")
+        self.num_groups, self.num_channels = int(num_groups), int(num_channels)
+        self.eps, self.affine = float(eps), affine
+        dt = canonical_dtype(dtype)
+        if affine:
+            self.weight = Parameter(np.ones(num_channels, dt))
+            self.bias = Parameter(np.zeros(num_channels, dt))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+
+    def forward(self, x):
+        x = self.check_input(x, tuple(range(2, 9)), {1: self.num_channels},
+                             f"(N, {self.num_channels}, *)")
+        return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"

@@ -73,7 +73,9 @@ class MultiheadAttention(Module):
         heads (or (N, heads, L, S)), None when need_weights is False.
 
         Args:
-            query, key, value: (N, L, E) if batch_first else (L, N, E); key/value default to query.
+            query: (N, L, E) if batch_first else (L, N, E).
+            key: shaped like query; defaults to query.
+            value: shaped like key; defaults to key.
             key_padding_mask: (N, S); bool True marks keys to ignore, or float added.
             attn_mask: (L, S) or (N * heads, L, S); bool True = may not attend, or float added.
             is_causal: apply a causal mask when attn_mask is None.
