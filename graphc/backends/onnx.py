@@ -28,7 +28,7 @@ def _onnx():
     return onnx
 
 
-_DTYPE = {"float32": 1, "int32": 6, "int64": 7, "bool": 9, "float64": 11}
+_DTYPE = {"float32": 1, "int32": 6, "int64": 7, "bool": 9, "float16": 10, "float64": 11, "bfloat16": 16}
 
 
 class OnnxEmitter:
@@ -237,6 +237,9 @@ def to_onnx(graph: Graph, opset: int | None = None, params_as_inputs: bool = Fal
         except Exception as exc:  # noqa: BLE001 - re-raised with the node in context
             raise GraphcError(f"{node.source or '?'}: lowering {node.op.name} to ONNX failed: {exc}\n"
                               f"{node_in_context(graph, node)}") from exc
+        doc = _provenance(node)
+        for emitted in e.nodes[start:]:
+            emitted.doc_string = doc
         # give the node's final ONNX tensor the graph value's name, for readable exports
         produced = [n for n in e.nodes[start:] if out in n.output]
         if produced and not any(out in n.input for n in e.nodes[start:]):
@@ -248,16 +251,44 @@ def to_onnx(graph: Graph, opset: int | None = None, params_as_inputs: bool = Fal
     for k, v in graph.outputs.items():
         src = names[v.name]
         if src != k:
-            e.nodes.append(onnx.helper.make_node("Identity", [src], [k], name=f"output/{k}"))
+            e.nodes.append(onnx.helper.make_node("Identity", [src], [k], name=f"output/{k}",
+                                                doc_string=f"graphc: output {k!r} is %{v.name}"))
         outputs.append(_value_info(k, v.type))
     inputs = [_value_info(v.name, v.type) for v in graph.inputs]
     if params_as_inputs:
         inputs += [_value_info(p.name, p.type) for p in graph.params]
     g = onnx.helper.make_graph(e.nodes, graph.name, inputs, outputs, e.initializers)
     model = onnx.helper.make_model(g, opset_imports=[onnx.helper.make_opsetid("", opset)],
-                                   producer_name="graphc")
+                                   producer_name="graphc", producer_version=_graphc_version())
     model.ir_version = IR_VERSION
+    onnx.helper.set_model_props(model, _model_props(graph))
     return model
+
+
+def _graphc_version() -> str:
+    from importlib import metadata
+    try:
+        return metadata.version("graphc")
+    except metadata.PackageNotFoundError:  # pragma: no cover - a source tree without install
+        return "unknown"
+
+
+def _provenance(node: Node) -> str:
+    """The doc_string of the ONNX nodes lowered from `node`: its graphc op, value, source line
+    and, for a backward node, the forward op it comes from (`node.origin`)."""
+    lines = [f"graphc: {node.op.name} -> %{node.output.name}",
+             f"source: {node.source or '?'}"]
+    if node.origin:
+        lines.append(f"origin: {node.origin}")
+    return "\n".join(lines)
+
+
+def _model_props(graph: Graph) -> dict[str, str]:
+    """metadata_props: the graphc version, the graph's name and the pipelines that built it."""
+    props = {"graphc.version": _graphc_version(), "graphc.graph": graph.name}
+    if graph.spec is not None and graph.spec.reports:
+        props["graphc.pipelines"] = ", ".join(graph.spec.reports)
+    return props
 
 
 def export_onnx(graph: Graph, path: str | os.PathLike | None = None, opset: int | None = None,

@@ -409,8 +409,8 @@ def import_onnx(model: Any, name: str | None = None, params: ParamRule = None, *
                 base_dir: str | os.PathLike | None = None,
                 max_fold_bytes: int = Limits.max_fold_bytes,
                 max_tensor_bytes: int = Limits.max_tensor_bytes,
-                input_values: dict[str, Any] | None = None) -> Graph:
-    """Reads an ONNX model into a graphc Graph.
+                input_values: dict[str, Any] | None = None, trainable: bool = False) -> Any:
+    """Reads an ONNX model into a graphc Graph (or, with `trainable=True`, an nn Module).
 
     Args:
         model: a path to an .onnx file, or an onnx.ModelProto.
@@ -428,6 +428,9 @@ def import_onnx(model: Any, name: str | None = None, params: ParamRule = None, *
         input_values: values of graph inputs known when importing ({name: array}); those
             inputs become constants, so a shape, axes or pads input the model reads at run
             time can be fixed (graphc's shapes are known when a graph is built).
+        trainable: return a `graphc.nn` Module (`OnnxModule`) instead of the Graph: its
+            parameters are the trainable initializers under readable names, and calling it
+            inside `@gc.function` inlines the model, so it fine-tunes with `gc.Trainer`.
 
     Returns:
         A Graph with the model's inputs (dim_params become symbolic dims; unnamed dims get a
@@ -451,4 +454,8 @@ def import_onnx(model: Any, name: str | None = None, params: ParamRule = None, *
     model, label, base = load_model(model, base_dir)
     limits = Limits(max_tensor_bytes=int(max_tensor_bytes), max_fold_bytes=int(max_fold_bytes))
     check_model(model, label, base, limits)
-    return _Importer(model, label, name, params, base, limits, input_values).run()
+    graph = _Importer(model, label, name, params, base, limits, input_values).run()
+    if trainable:
+        from .nn.imported import OnnxModule
+        return OnnxModule(graph)
+    return graph

@@ -2,8 +2,10 @@
 
 The text holds every node, type, attribute and source note, so print -> parse -> print gives
 the same text. It does not hold parameter values (they get zeros of their type unless given)
-nor the values of constants with more than 4 elements (printed as ``<float32[10]>``; they get
-zeros unless given by value name, and their names are listed in ``graph.meta["elided"]``).
+nor the values of constants with more than 4 elements (printed as ``<float32[10]>``): those must
+be given by value name (`elided_constants(graph)` collects them), or parsing raises a ParseError
+naming them; ``elided="zeros"`` fills them with zeros for display only, and lists their names in
+``graph.meta["elided"]``.
 """
 from __future__ import annotations
 
@@ -118,9 +120,13 @@ def _coerce(v: Any, t: TensorType) -> Any:
 
 
 class _Parser:
-    def __init__(self, text: str, params: Mapping[str, np.ndarray] | None):
+    def __init__(self, text: str, params: Mapping[str, np.ndarray] | None, elided: str = "error"):
+        if elided not in ("error", "zeros"):
+            raise ValueError(f"elided must be 'error' or 'zeros', got {elided!r}")
         self.lines = text.splitlines()
         self.given = dict(params or {})
+        self.elided = elided
+        self.missing: list[tuple[int, str, str]] = []  # (line, value name, type) of unfilled constants
         self.used: set[str] = set()
         self.lineno = 0
 
@@ -184,6 +190,13 @@ class _Parser:
         if unused:
             raise ParseError(f"values given for {', '.join(sorted(unused))}, which the text does not "
                              "declare as parameters or elided constants")
+        if self.missing and self.elided == "error":
+            listed = "\n".join(f"  line {ln}: %{name} = constant <{t}>" for ln, name, t in self.missing)
+            raise ParseError(
+                f"{len(self.missing)} constant(s) have values the text elides (more than 4 elements):"
+                f"\n{listed}\ngive them by value name (params={{**graph.param_data(), "
+                "**gc.elided_constants(graph)}), or pass elided='zeros' to read them as zeros "
+                "(for display only: the graph then computes something else)")
         return g
 
     def _new_name(self, g: Graph, name: str) -> None:
@@ -280,6 +293,7 @@ class _Parser:
             else:
                 attrs[k] = np.zeros(v.shape, v.dtype)
                 g.meta.setdefault("elided", []).append(name)
+                self.missing.append((self.lineno, name, f"{v.dtype}{list(v.shape)}"))
 
     def _infer(self, op, types, attrs, quiet: bool = False) -> TensorType | None:
         try:
@@ -305,19 +319,37 @@ class _Parser:
                 g.updates[key] = self.value(g, "%" + upd["state"]).name
 
 
-def parse_graph(text: str, params: Mapping[str, np.ndarray] | None = None) -> Graph:
+def elided_constants(graph: Graph) -> dict[str, np.ndarray]:
+    """The values `print(graph)` elides (constants of more than 4 elements), by value name.
+
+    Pass them to `parse_graph` with the parameters for an exact round trip:
+    ``parse_graph(str(g), params={**g.param_data(), **elided_constants(g)})``.
+    """
+    return {n.output.name: v for n in graph.nodes for v in n.attrs.values()
+            if isinstance(v, np.ndarray) and v.ndim and v.size > 4}
+
+
+def parse_graph(text: str, params: Mapping[str, np.ndarray] | None = None,
+                elided: str = "error") -> Graph:
     """Reads the text form written by `print(graph)` back into a Graph.
 
     Args:
         text: the printed graph (lines marked with '>' by error messages are accepted too).
         params: initial values by parameter name; parameters not given get zeros of their type.
-            Constants whose values the printer elided (more than 4 elements) may be given here by
-            their value name too; otherwise they get zeros and are listed in graph.meta["elided"].
+            Constants whose values the printer elided (more than 4 elements) are given here by
+            their value name too (`elided_constants(graph)`).
+        elided: what to do with an elided constant not in `params`: "error" (the default)
+            raises a ParseError naming every such constant; "zeros" reads it as zeros (to
+            display a graph, not to run it) and lists it in graph.meta["elided"].
 
     Returns:
         The Graph; printing it gives `text` back (up to blank lines and trailing spaces).
 
     Raises:
-        ParseError: naming the line, for text not in the printer's form or inconsistent types.
+        ParseError: naming the line, for text not in the printer's form or inconsistent types,
+            or naming the elided constants not given (unless elided="zeros").
+        ValueError: `elided` is neither "error" nor "zeros".
+
+    Example: ``g2 = parse_graph(str(g), params={**g.param_data(), **elided_constants(g)})``
     """
-    return _Parser(text, params).parse()
+    return _Parser(text, params, elided).parse()

@@ -145,6 +145,13 @@ class Trainer:
             Tensor}. "accuracy" is added when the graph has "logits" and a "y" input.
         seed: the seed of dropout masks (the graph's `rng_seed` input).
         progress: show a tqdm progress bar.
+        distributed: "auto" (default): under `torchrun` (WORLD_SIZE > 1) train data-parallel on
+            torch.distributed (gloo on cpu, nccl on cuda; `pip install 'graphc[distributed]'`):
+            `batch_size` is the global batch, each rank runs its shard, gradients and metrics
+            are averaged, rank 0 writes checkpoints (see graphc.runtime.distributed). True
+            requires a launcher; False never distributes.
+        check_sync_every: in a distributed run, check every N steps that all ranks hold
+            bitwise identical parameters (0: never), naming the first one that differs.
     """
 
     def __init__(self, loss_fn: Any, model_or_params: Any = None, optimizer: Optimizer | None = None,
@@ -152,7 +159,7 @@ class Trainer:
                  schedule: "Callable[[int], float] | float | None" = None,
                  clip_grad_norm: float | None = None,
                  metrics: "Iterable[str] | Mapping[str, Callable] | None" = None, seed: int = 0,
-                 progress: bool = True):
+                 progress: bool = True, distributed: Any = "auto", check_sync_every: int = 0):
         from ..optim.optimizers import SGD
         self.loss_fn = loss_fn
         self.user_graph = _graph_of(loss_fn)
@@ -170,7 +177,18 @@ class Trainer:
                                         metrics=scalar, clip_grad_norm=clip_grad_norm)
         self.spec = program_of(self.step_graph)
         self.loss_name = self.spec.metrics[0]
-        self.stepper = make_stepper(self.step_graph, backend, device, self.seed)
+        from .distributed import init_distributed
+        self.dist = init_distributed(distributed, device)
+        if self.dist is None:
+            self.stepper = make_stepper(self.step_graph, backend, device, self.seed)
+        else:  # the same program as gradient and apply parts with an all-reduce between them
+            from .distributed import SplitStepper, split_training_step
+            trained = [n for n in self.spec.params if self.step_graph.value(n).role is Role.PARAM]
+            split = split_training_step(self.graph, trained, self.optimizer,
+                                        [m for m in self.spec.metrics if m != "grad_norm"],
+                                        clip_grad_norm)
+            self.stepper = SplitStepper(split, self.dist, self.spec, backend, device, self.seed,
+                                        check_sync_every)
         self.history = History()
         self.epoch = 0
         self.last_checkpoint: str | None = None
@@ -232,7 +250,16 @@ class Trainer:
                         "scheme": "dropout from (rng_seed, step); shuffle from (seed, epoch)"},
                 "optimizer": repr(self.optimizer), "params": self.spec.params,
                 "state": self.spec.state, "history": self.history.to_dict(), **(extra or {})}
-        out = save_checkpoint(path, self.stepper.state_dict(), meta, keep=keep)
+        state = self.stepper.state_dict()
+        if self.dist is not None and not self.dist.is_main:  # rank 0 writes; the others wait for it
+            from .checkpoint import series_path
+            out = str(series_path(path, self.step)) if keep else str(path) + ".safetensors"
+            self.dist.barrier(f"waiting for rank 0 to write checkpoint {out}")
+            self.last_checkpoint = out
+            return out
+        out = save_checkpoint(path, state, meta, keep=keep)
+        if self.dist is not None:
+            self.dist.barrier(f"checkpoint {out} written, waiting for the other ranks")
         self.last_checkpoint = out
         return out
 
@@ -353,6 +380,7 @@ class Trainer:
                              "re-iterable collection")
         best, best_state, waited = None, None, 0
         show = self.progress if progress is None else progress
+        show = show and (self.dist is None or self.dist.is_main)
         names = self.spec.batch
         while self.epoch < epochs:
             epoch = self.epoch
@@ -364,6 +392,9 @@ class Trainer:
             for k, batch in enumerate(batches(train, batch_size, shuffle, self._shuffle_seed, epoch,
                                               names=names)):
                 n = len(next(iter(batch.values())))
+                if self.dist is not None:  # n stays the global count: metrics come back averaged
+                    from .distributed import shard_batch
+                    batch = shard_batch(batch, self.dist.rank, self.dist.world_size)
                 lr = float(self.schedule(self.step))
                 if not (lr >= 0.0 and lr < math.inf):
                     _check_lr(lr, f"the schedule at step {self.step}")

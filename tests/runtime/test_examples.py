@@ -42,3 +42,9 @@ def test_digits_mlp(tmp_path):
 
 def test_xor_reaches_100_percent():
     assert load("xor_mlp").main([])["accuracy"] == 1.0
+
+
+def test_finetune_imported_onnx_cnn(tmp_path):
+    res = load("finetune_onnx").main(["--quiet", "--out", str(tmp_path)])
+    assert res["accuracy"] >= 0.95 and res["onnxruntime_accuracy"] == pytest.approx(res["accuracy"])
+    assert (tmp_path / "finetuned.onnx").exists()
