@@ -25,6 +25,7 @@ from .frontends.functional import (adaptive_avg_pool2d, avg_pool2d,
                                    rng_inputs, silu, softmax, zeros_like)
 from .frontends.initializers import manual_seed
 from .frontends.trace import Function, Spec, function, spec
+from .frontends.control import scan
 from .ir import (FeedError, Graph, GraphBuildError, GraphcError, Node, Role, TensorType,
                  TrainingProgram, Value, ValueRange, VerifyError, verify)
 from .runtime.executable import Executable, compile
@@ -36,9 +37,10 @@ from .backends.executable import bind_feeds
 from .backends.lowering import MissingLowering, check_lowering
 from .frontends import nn  # layers: `from graphc import nn`
 from .frontends.onnx_import import OnnxImportError, import_onnx
-from .frontends.parser import ParseError, parse_graph
+from .frontends.parser import ParseError, elided_constants, parse_graph
 from .passes.autodiff import AutodiffError, check_differentiable, grad, hvp, vjp
 from .runtime.gradcheck import GradCheckError, GradCheckReport, check_grads
+from .runtime.bundle import export_training  # a training bundle for onnxruntime-web/-node
 from .passes.pipeline import (Pipeline, PipelineReport, get_pipeline, register_pipeline, run_passes,
                               simplify)
 from .runtime import (EarlyStopping, History, NonFiniteLossError, Trainer, TrainingSpec,

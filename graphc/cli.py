@@ -9,6 +9,9 @@
         --stats [--nodes] [--bind N=128]   FLOPs, parameters, activation memory
         --dot FILE, --html FILE            write a drawing (HTML: self-contained)
         --grad                             the gradient graph instead
+    graphc export-train TARGET --out DIR   a training bundle for onnxruntime-web/-node
+                                     (TARGET: digits, or file.py:name)
+    graphc bundle serve DIR          a demo page training the bundle in the browser
 """
 from __future__ import annotations
 
@@ -37,7 +40,8 @@ def load_graph(target: str) -> Any:
         return models.MODELS[target]()
     if target.endswith((".graph", ".txt")) and Path(target).is_file():
         from .frontends.parser import parse_graph
-        return parse_graph(Path(target).read_text())
+        # `show` only displays: a constant the text elides is drawn as zeros, not run
+        return parse_graph(Path(target).read_text(), elided="zeros")
     path, sep, func = target.rpartition(":")
     if not sep or not path.endswith(".py"):
         raise ValueError(f"cannot read {target!r}: expected one of {', '.join(models.MODELS)}, "
@@ -149,7 +153,37 @@ def main(argv: list[str] | None = None) -> int:
     show.add_argument("--grad", action="store_true", help="show the gradient graph gc.grad(graph)")
     show.add_argument("--dot", metavar="FILE", help="also write the graph as Graphviz DOT text")
     show.add_argument("--html", metavar="FILE", help="also write a self-contained HTML drawing")
+    export = sub.add_parser("export-train", help="write a training bundle (step model, state, "
+                            "manifest, inference model) for onnxruntime-web / onnxruntime-node")
+    export.add_argument("target", help="digits (the digits MLP), or file.py:name naming a "
+                        "gc.Trainer, a step graph, a loss @gc.function / Graph, or a function "
+                        "returning one")
+    export.add_argument("--out", required=True, help="the bundle directory")
+    export.add_argument("--lr", type=float, default=3e-3, help="Adam's learning rate for a loss graph")
+    export.add_argument("--epochs", type=int, default=10, help="digits: epochs the cosine schedule spans")
+    export.add_argument("--batch-size", type=int, default=32, help="the batch size in the manifest")
+    bundle = sub.add_parser("bundle", help="work with training bundles")
+    bundle_sub = bundle.add_subparsers(dest="bundle_cmd", required=True)
+    serve = bundle_sub.add_parser("serve", help="serve a demo page that trains the bundle in "
+                                  "the browser (Python's http.server)")
+    serve.add_argument("dir", help="a bundle directory written by export-train")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--ort", default=None, help="onnxruntime-web's dist folder (default "
+                       "$GRAPHC_ORT_WEB or .ci/node/node_modules/onnxruntime-web/dist)")
+    train = sub.add_parser("train", help="run a training script, data-parallel with --nproc N "
+                           "(torchrun on this machine; needs graphc[distributed])")
+    train.add_argument("script", help="a Python script that trains with gc.Trainer")
+    train.add_argument("--nproc", type=int, default=1, help="worker processes (default 1)")
+    train.add_argument("--max-restarts", type=int, default=0, help="torchrun restarts after a "
+                       "worker fails (the script should resume from its checkpoint)")
+    train.epilog = "arguments after -- go to the script: graphc train s.py --nproc 2 -- --epochs 3"
+    argv = list(sys.argv[1:] if argv is None else argv)
+    script_args: list[str] = []
+    if argv[:1] == ["train"] and "--" in argv:
+        argv, script_args = argv[:argv.index("--")], argv[argv.index("--") + 1:]
     args = parser.parse_args(argv)
+    args.script_args = script_args
     try:
         return _run(args)
     except BrokenPipeError:
@@ -159,6 +193,61 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"graphc {args.cmd}: interrupted", file=sys.stderr)
         return 130
+
+
+def _export_train(args: argparse.Namespace) -> int:
+    """`graphc export-train TARGET --out DIR`: a Trainer (built from a loss graph with Adam when
+    TARGET names one) written as a training bundle by gc.export_training."""
+    from .runtime.bundle import export_training
+    from .runtime.trainer import Trainer
+    if args.target == "digits":
+        from .runtime.bundle_serve import digits_trainer
+        obj: Any = digits_trainer(args.epochs, args.batch_size)[0]
+    else:
+        obj = _load_object(args.target)
+    from .ir.graph import Graph
+    from .ir.program import TrainingProgram
+    step_graph = isinstance(obj, Graph) and isinstance(getattr(obj, "spec", None), TrainingProgram)
+    if not isinstance(obj, Trainer) and not step_graph:
+        from .optim import Adam
+        obj = Trainer(obj, optimizer=Adam(args.lr), progress=False)
+    m = export_training(obj, args.out, batch_size=args.batch_size)
+    print(f"wrote {args.out}: step.onnx, state.safetensors ({len(m['params'])} parameters, "
+          f"{len(m['state'])} optimizer-state tensors), manifest.json"
+          + (", inference.onnx" if m["inference"] else "")
+          + f"\n  batch inputs: " + ", ".join(
+              f"{i['name']} {i['dtype']}{i['shape']}" for i in m["inputs"] if i["name"] in m["batch"])
+          + f"\n  serve a demo page: graphc bundle serve {args.out}")
+    return 0
+
+
+def _load_object(target: str) -> Any:
+    """What `file.py:name` names: a Trainer, a step or loss Graph, or a gc.function; a function
+    returning one of those is called."""
+    from .ir.graph import Graph
+    path, sep, name = target.rpartition(":")
+    if not sep or not path.endswith(".py"):
+        raise ValueError(f"cannot read {target!r}: expected digits or path/to/file.py:name")
+    spec = importlib.util.spec_from_file_location(Path(path).stem, path)
+    if spec is None or spec.loader is None or not Path(path).is_file():
+        raise ValueError(f"{path}: no such Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(Path(path).resolve().parent))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.pop(0)
+    obj = getattr(module, name, None)
+    if obj is None:
+        raise ValueError(f"{path} has no attribute {name!r}")
+    usable = lambda o: isinstance(o, Graph) or hasattr(o, "step_graph") or isinstance(  # noqa: E731
+        getattr(o, "graph", None), Graph)
+    if not usable(obj) and callable(obj):
+        obj = obj()
+    if not usable(obj):
+        raise ValueError(f"{target}: expected a gc.Trainer, a Graph, a @gc.function or a function "
+                         f"returning one, got {type(obj).__name__}")
+    return obj
 
 
 def _version() -> str:
@@ -186,6 +275,14 @@ def _run(args: argparse.Namespace) -> int:
             from .demo import main as run_demo
             return run_demo(args.name, batch=args.batch, seed=args.seed, out_dir=args.out,
                             show_graph=not args.quiet, device=args.device)
+        if args.cmd == "train":
+            from .runtime.distributed import launch
+            return launch(args.script, args.nproc, args.script_args, args.max_restarts)
+        if args.cmd == "export-train":
+            return _export_train(args)
+        if args.cmd == "bundle":
+            from .runtime.bundle_serve import serve
+            return serve(args.dir, args.port, args.host, args.ort)
         inspecting = args.cmd == "show" and (args.stats or args.dot or args.html or args.grad)
         if args.cmd == "show" and args.target.endswith(".onnx"):
             if not Path(args.target).is_file():

@@ -166,11 +166,12 @@ def lenet5(dtype: str = "float32", seed: int = 0, classes: int = 10, activation:
 class _RecurrentClassifier(_Model):
     """nn.LSTM or nn.GRU over (N, steps, input), then a linear head "fc" on the last state."""
 
-    def __init__(self, kind: str, input: int, hidden: int, classes: int, dtype: str):
+    def __init__(self, kind: str, input: int, hidden: int, classes: int, dtype: str,
+                 unroll: bool = False):
         super().__init__()
         self.kind = kind
         layer = nn.LSTM if kind == "lstm" else nn.GRU
-        setattr(self, kind, layer(input, hidden, batch_first=True, dtype=dtype))
+        setattr(self, kind, layer(input, hidden, batch_first=True, dtype=dtype, unroll=unroll))
         self.fc = nn.Linear(hidden, classes, dtype=dtype)
 
     def logits(self, x: Tensor) -> Tensor:
@@ -182,25 +183,27 @@ class _RecurrentClassifier(_Model):
 
 
 def _recurrent(kind: str, steps: int, input: int, hidden: int, classes: int, dtype: str,
-               seed: int, with_loss: bool) -> Graph:
+               seed: int, with_loss: bool, unroll: bool = False) -> Graph:
     dtype = _check_dtype(dtype)
     with initializers.seeded(seed):
-        model = _RecurrentClassifier(kind, input, hidden, classes, dtype)
+        model = _RecurrentClassifier(kind, input, hidden, classes, dtype, unroll)
     return _build(kind, model, ("N", steps, input), dtype, "int64", with_loss)
 
 
 def lstm(steps: int = 8, input: int = 28, hidden: int = 64, classes: int = 10,
-         dtype: str = "float32", seed: int = 0, with_loss: bool = True) -> Graph:
-    """An nn.LSTM unrolled over `steps` time steps, classifying from its last hidden state.
+         dtype: str = "float32", seed: int = 0, with_loss: bool = True,
+         unroll: bool = False) -> Graph:
+    """An nn.LSTM over `steps` time steps (one `gc.scan`), classifying from its last hidden state.
 
     Args:
-        steps: sequence length (the cell is unrolled this many times).
+        steps: sequence length.
         input: features per step.
         hidden: hidden size.
         classes: number of classes of the linear head "fc".
         dtype: float32 or float64.
         seed: seed of the parameters' initial values.
         with_loss: False gives the forward graph only (output "logits").
+        unroll: True gives one block of nodes per step instead of a scan (nn.LSTM's unroll).
 
     Returns:
         Graph with inputs x (N, steps, input) and y (N,) int64; outputs loss, logits (N, classes).
@@ -211,18 +214,19 @@ def lstm(steps: int = 8, input: int = 28, hidden: int = 64, classes: int = 10,
 
     Example: ``g = lstm(steps=8, input=28, hidden=64)``
     """
-    return _recurrent("lstm", steps, input, hidden, classes, dtype, seed, with_loss)
+    return _recurrent("lstm", steps, input, hidden, classes, dtype, seed, with_loss, unroll)
 
 
 def gru(steps: int = 8, input: int = 28, hidden: int = 64, classes: int = 10,
-        dtype: str = "float32", seed: int = 0, with_loss: bool = True) -> Graph:
-    """An nn.GRU unrolled over `steps` time steps, classifying from its last hidden state.
+        dtype: str = "float32", seed: int = 0, with_loss: bool = True,
+        unroll: bool = False) -> Graph:
+    """An nn.GRU over `steps` time steps (one `gc.scan`), classifying from its last hidden state.
 
     Args, returns and raises as `lstm` (parameters gru.weight_ih_l0, ..., gates r, z, n).
 
     Example: ``g = gru(steps=8, input=28, hidden=64)``
     """
-    return _recurrent("gru", steps, input, hidden, classes, dtype, seed, with_loss)
+    return _recurrent("gru", steps, input, hidden, classes, dtype, seed, with_loss, unroll)
 
 
 class _TransformerClassifier(_Model):

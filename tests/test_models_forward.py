@@ -171,15 +171,23 @@ def test_params_are_listed_in_state_dict_order():
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_recurrent_models_name_each_step_and_keep_no_unused_nodes(kind):
-    g = getattr(models, kind)(steps=4, input=3, hidden=4, classes=2)
+    g = getattr(models, kind)(steps=4, input=3, hidden=4, classes=2, unroll=True)
     steps = {m.group(1) for n in g.nodes if (m := re.match(rf"{kind}\.(t\d+)\.", n.output.name))}
     assert steps == {"t0", "t1", "t2", "t3"}
     assert len(g.live_nodes()) == len(g.nodes)  # the unread output sequence is not left behind
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_recurrent_models_scan_by_default_with_as_many_nodes_for_any_length(kind):
+    small, big = (getattr(models, kind)(steps=s, input=3, hidden=4, classes=2) for s in (4, 64))
+    assert "scan" in {n.op.name for n in small.nodes}
+    assert len(small.nodes) == len(big.nodes)
+    assert len(small.live_nodes()) == len(small.nodes)
+
+
 def test_nn_recurrent_steps_are_named_by_layer_direction_and_time():
     from graphc import nn
-    lstm = nn.LSTM(3, 4, num_layers=2, bidirectional=True)
+    lstm = nn.LSTM(3, 4, num_layers=2, bidirectional=True, unroll=True)
 
     @gc.function(x=gc.spec((3, "N", 3)))
     def f(x):

@@ -98,6 +98,12 @@ class TvmEmitter:
         """A rank-0 constant of `dtype`."""
         return self.relax.const(np.asarray(value, dtype=dtype), dtype)
 
+    def scan(self, xs: list, body: Graph, n_carry: int, n_xs: int, length, reverse: bool,
+             index: int):
+        """One result of a `scan` node, the body unrolled at lowering time (tvm_control)."""
+        from .tvm_control import lower_scan
+        return lower_scan(self, xs, body, n_carry, n_xs, length, reverse, index)
+
     def emit(self, expr):
         """Binds `expr` to a dataflow variable (rules may return unbound expressions too)."""
         return expr if isinstance(expr, self.relax.Var) else self.bb.emit(expr)

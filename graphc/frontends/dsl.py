@@ -277,6 +277,14 @@ class Tensor:
         """x as float64."""
         return cast(self, "float64")
 
+    def half(self) -> "Tensor":
+        """x as float16 (torch's half)."""
+        return cast(self, "float16")
+
+    def bfloat16(self) -> "Tensor":
+        """x as bfloat16."""
+        return cast(self, "bfloat16")
+
     def long(self) -> "Tensor":
         """x as int64."""
         return cast(self, "int64")
@@ -303,10 +311,17 @@ def _is_device(a: Any) -> bool:
 
 # ---- building nodes ----------------------------------------------------------------------------
 
+#: graphs being traced as loop bodies (gc.scan) -> a function that turns a value of an enclosing
+#: graph into a body input (a captured constant); set by graphc.frontends.control
+CAPTURE: dict[int, Any] = {}
+
+
 def _graph_for(items: Sequence[Any]) -> Graph:
     """The one graph that all Tensor/Value items (or else the open graph) belong to."""
     tensors = [x for x in items if isinstance(x, (Tensor, Value))]
     open_g = current_graph()
+    if open_g is not None and id(open_g) in CAPTURE:  # a loop body reads outer values
+        return open_g
     g = tensors[0].graph if tensors else open_g
     if g is None:
         raise GraphBuildError(f"{user_frame()}: no graph is being built; open one with "
@@ -328,9 +343,11 @@ def _vname(x) -> str:
 def as_value(x: Any, g: Graph, dtype: str | None = None) -> Value:
     """The graph value for a Tensor, Value, numpy array or Python scalar (made a constant)."""
     if hasattr(type(x), "__graphc_tensor__"):  # an object standing for a graph value (nn.Parameter)
-        x = x.__graphc_tensor__(g)
+        x = x.__graphc_tensor__(CAPTURE[id(g)].outer if id(g) in CAPTURE else g)
     if isinstance(x, Tensor):
         x = x.value
+    if isinstance(x, Value) and x.graph is not g and id(g) in CAPTURE:
+        x = CAPTURE[id(g)](x)
     if isinstance(x, Value):
         if x.graph is not g:
             raise GraphBuildError(f"{user_frame()}: value %{x.name} belongs to graph {x.graph.name!r}, "
@@ -428,8 +445,9 @@ def cast(x, dtype: str) -> Tensor:
     """x converted to `dtype`; returns a Tensor.
 
     Raises:
-        GraphBuildError: `dtype` is not one graphc supports (float32, float64, int32, int64,
-            bool), naming the caller's line. Example: ``gc.cast(x, "int64")``.
+        GraphBuildError: `dtype` is not one graphc supports (float32, float64, float16,
+            bfloat16, int32, int64, bool), naming the caller's line. Example:
+            ``gc.cast(x, "bfloat16")``.
     """
     try:
         dt = canonical_dtype(dtype)

@@ -328,11 +328,19 @@ class _Importer:
                                       "initializers of the model")
             return names
         data_use: set[str] = set()
-        for n in gp.node:
-            static = NOT_PARAM_INPUTS.get(n.op_type, ())
-            for i, name in enumerate(n.input):
-                if i not in static:
-                    data_use.add(name)
+
+        def walk(nodes: Any) -> None:
+            for n in nodes:
+                static = NOT_PARAM_INPUTS.get(n.op_type, ())
+                for i, name in enumerate(n.input):
+                    if i not in static:
+                        data_use.add(name)
+                # a loop body (Scan, Loop, If) reads outer initializers by name: data too
+                for a in n.attribute:
+                    for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                        walk(sub.node)
+
+        walk(gp.node)
         out = set()
         for name, arr in inits.items():
             if callable(rule):

@@ -1,5 +1,6 @@
-"""ONNX import of RNN, GRU and LSTM, unrolled over a static sequence length into graphc
-composites (one cell per step and direction), so they differentiate like any graph.
+"""ONNX import of RNN, GRU and LSTM onto `gc.scan` (one scan per direction whose body is the
+cell, written with graphc composites), so they differentiate like any graph and the sequence
+length may be symbolic.
 """
 from __future__ import annotations
 
@@ -9,15 +10,12 @@ import numpy as np
 
 from . import dsl
 from . import functional as F
+from .control import scan
 from .dsl import Tensor
 from .onnx_import_ops import Val, handler
 
 if TYPE_CHECKING:  # pragma: no cover
     from .onnx_import import _Ctx
-
-#: a recurrence is unrolled one step per node group: at most this many steps
-_MAX_STEPS = 4096
-
 
 def _activation(c: _Ctx, name: str, alpha: float | None, beta: float | None
                 ) -> Callable[[Tensor], Tensor]:
@@ -76,15 +74,13 @@ def _recurrence(c: _Ctx, gates: int, defaults: list[str], cell) -> Sequence[Val]
     if c.attr("layout", 0):
         x = dsl.transpose(x, (1, 0, 2))
     steps, batch = x.shape[0], x.shape[1]
-    if not isinstance(steps, int) or steps > _MAX_STEPS:
-        raise c.fail(f"needs a static sequence length of at most {_MAX_STEPS}, got {steps}")
     w, r = c.t(1), c.t(2)
     hidden = int(c.attr("hidden_size", r.shape[-1]))
     direction = c.attr("direction", "forward")
     dirs = 2 if direction == "bidirectional" else 1
     if c.has(4):
         lens = c.const(4, "sequence_lens").reshape(-1)
-        if np.any(lens != steps):
+        if not isinstance(steps, int) or np.any(lens != steps):
             raise c.fail(f"sequence_lens {list(lens)} shorter than the sequence are not supported")
     acts = _activations(c, defaults, dirs)
     clip = c.attr("clip")
@@ -104,14 +100,16 @@ def _recurrence(c: _Ctx, gates: int, defaults: list[str], cell) -> Sequence[Val]
             state["p"] = _split(_rows(c.t(7), d), 3) if c.has(7) else None
         # the input projections of every step at once: (steps*batch, in) @ (in, gates*hidden)
         wx = dsl.matmul(x, dsl.transpose(wd))
-        order = range(steps - 1, -1, -1) if reverse else range(steps)
-        out = [None] * steps
-        for t in order:
-            xw = _split(dsl.squeeze(dsl.slice(wx, [t], [t + 1], [0]), 0), gates, 1)
-            state = cell(c, xw, state, rd, wb, rb, acts[d], clip)
-            out[t] = state["h"]
-        ys.append(dsl.stack(out, 0))  # (steps, batch, hidden)
-        finals.append(state)
+        peep = state.pop("p", None)
+
+        def step(st, xw_t, d=d, peep=peep, rd=rd, wb=wb, rb=rb):
+            full = dict(st, p=peep) if gates == 4 else dict(st)
+            new = cell(c, _split(xw_t, gates, 1), full, rd, wb, rb, acts[d], clip)
+            return {k: new[k] for k in st}, new["h"]
+        # one scan per direction: the graph does not grow with the sequence length
+        final, out = scan(step, state, wx, reverse=reverse)
+        ys.append(out)  # (steps, batch, hidden)
+        finals.append(final)
     y = dsl.stack(ys, 1)  # (steps, dirs, batch, hidden)
     h = dsl.stack([f["h"] for f in finals], 0)
     outs = [y, h]

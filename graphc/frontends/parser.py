@@ -151,7 +151,28 @@ class _Parser:
         body = [(i + 1, ln.strip()) for i, ln in enumerate(self.lines) if ln.strip()]
         if not body:
             raise ParseError("empty text: expected 'graph NAME(...) {'")
-        self.lineno, head = body[0]
+        self.bodies: list[dict[str, Graph]] = []
+        g, end = self._graph(body, 0)
+        if end < len(body):
+            self.lineno = body[end][0]
+            raise self.fail("text after the closing '}'")
+        unused = set(self.given) - self.used
+        if unused:
+            raise ParseError(f"values given for {', '.join(sorted(unused))}, which the text does not "
+                             "declare as parameters or elided constants")
+        if self.missing and self.elided == "error":
+            listed = "\n".join(f"  line {ln}: %{name} = constant <{t}>" for ln, name, t in self.missing)
+            raise ParseError(
+                f"{len(self.missing)} constant(s) have values the text elides (more than 4 elements):"
+                f"\n{listed}\ngive them by value name (params={{**graph.param_data(), "
+                "**gc.elided_constants(graph)}), or pass elided='zeros' to read them as zeros "
+                "(for display only: the graph then computes something else)")
+        return g
+
+    def _graph(self, body: list[tuple[int, str]], start: int) -> tuple[Graph, int]:
+        """The graph whose header is body[start] (nested loop bodies included); the index after
+        its closing '}'."""
+        self.lineno, head = body[start]
         m = _HEADER.match(head)
         if not m:
             raise self.fail("expected 'graph NAME(%input: type, ...) {'")
@@ -173,31 +194,30 @@ class _Parser:
             except GraphcError as exc:
                 raise self.fail(str(exc).split(": ", 1)[-1]) from None
         closed = False
-        for self.lineno, line in body[1:]:
-            if closed:
-                raise self.fail("text after the closing '}'")
+        self.bodies.append({})
+        i = start + 1
+        while i < len(body):
+            self.lineno, line = body[i]
+            i += 1
             if line == "}":
                 closed = True
+                break
+            if line.startswith("body @"):  # a loop body, printed above its first use
+                name, eq, rest = line[len("body @"):].partition(" = ")
+                if not eq:
+                    raise self.fail("expected 'body @NAME = graph NAME(...) {'")
+                sub, i = self._graph(body[:i - 1] + [(self.lineno, rest)] + body[i:], i - 1)
+                self.bodies[-1][name] = sub
             elif line.startswith("param "):
                 self._param(g, line)
             elif line.startswith("return"):
                 self._return(g, line[len("return"):].strip())
             else:
                 self._node(g, line[1:].lstrip() if line.startswith(">") else line)
+        self.bodies.pop()
         if not closed:
             raise self.fail("missing the closing '}'")
-        unused = set(self.given) - self.used
-        if unused:
-            raise ParseError(f"values given for {', '.join(sorted(unused))}, which the text does not "
-                             "declare as parameters or elided constants")
-        if self.missing and self.elided == "error":
-            listed = "\n".join(f"  line {ln}: %{name} = constant <{t}>" for ln, name, t in self.missing)
-            raise ParseError(
-                f"{len(self.missing)} constant(s) have values the text elides (more than 4 elements):"
-                f"\n{listed}\ngive them by value name (params={{**graph.param_data(), "
-                "**gc.elided_constants(graph)}), or pass elided='zeros' to read them as zeros "
-                "(for display only: the graph then computes something else)")
-        return g
+        return g, i
 
     def _new_name(self, g: Graph, name: str) -> None:
         if g.has_value(name):
@@ -254,6 +274,11 @@ class _Parser:
                 if attrs:
                     raise self.fail(f"input {arg} after attributes")
                 inputs.append(self.value(g, arg))
+            elif eq and key.isidentifier() and val.strip().startswith("@"):
+                ref = val.strip()[1:]
+                if ref not in self.bodies[-1]:
+                    raise self.fail(f"attribute {key}: no body @{ref} is defined above")
+                attrs[key] = self.bodies[-1][ref]
             elif eq and key.isidentifier():
                 try:
                     attrs[key] = parse_attr(val)
@@ -325,8 +350,13 @@ def elided_constants(graph: Graph) -> dict[str, np.ndarray]:
     Pass them to `parse_graph` with the parameters for an exact round trip:
     ``parse_graph(str(g), params={**g.param_data(), **elided_constants(g)})``.
     """
-    return {n.output.name: v for n in graph.nodes for v in n.attrs.values()
-            if isinstance(v, np.ndarray) and v.ndim and v.size > 4}
+    out = {n.output.name: v for n in graph.nodes for v in n.attrs.values()
+           if isinstance(v, np.ndarray) and v.ndim and v.size > 4}
+    for n in graph.nodes:  # loop bodies (scan) print their constants too
+        for v in n.attrs.values():
+            if isinstance(v, Graph):
+                out.update(elided_constants(v))
+    return out
 
 
 def parse_graph(text: str, params: Mapping[str, np.ndarray] | None = None,

@@ -4,10 +4,12 @@
     print(gc.inspect.summary(graph, bindings={"N": 128}))
     gc.inspect.to_html(graph, "graph.html")
 """
-from .draw import layout_svg, to_dot, to_html, to_svg
-from .stats import (GraphSummary, NodeStats, ParamStats, flops, format_bytes, format_count,
+from .draw import layout_svg, to_dot, to_svg
+from .draw import to_html as to_static_html
+from .stats import (GraphSummary, LayerStats, NodeStats, ParamStats, flops, format_bytes, format_count,
                     node_flops, param_count, peak_memory, summary)
+from .viewer import graph_data, to_html
 
-__all__ = ["summary", "GraphSummary", "NodeStats", "ParamStats", "flops", "node_flops",
+__all__ = ["summary", "GraphSummary", "LayerStats", "NodeStats", "ParamStats", "flops", "node_flops",
            "param_count", "peak_memory", "format_bytes", "format_count", "to_dot", "to_svg",
-           "to_html", "layout_svg"]
+           "to_html", "to_static_html", "graph_data", "layout_svg"]

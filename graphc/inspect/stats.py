@@ -13,6 +13,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..ir.graph import Graph, Node, Value
+from ..ir.roles import Role
 from ..ir.types import TensorType, dim_symbols, eval_dim
 
 
@@ -28,7 +29,28 @@ class NodeStats:
     bytes: int                #: size of the output
     source: str | None
     backward: bool            #: made by the autodiff pass (node.origin is set)
-    scope: str = "(top)"      #: name scope (`fc1`); a gradient counts toward its value's scope
+    scope: str = "(top)"      #: name scope (`fc1`); a gradient counts toward its forward op's scope
+    part: str = "forward"     #: "forward", "backward" or "optimizer" (the update rule)
+    saved: bool = False       #: a forward value some backward node reads (kept for backward)
+    origin: str | None = None  #: the autodiff origin (`grad of conv2d @ model.py:14`)
+
+
+@dataclass
+class LayerStats:
+    """One module scope's training cost (`fc1`): FLOPs per part and bytes per kind."""
+
+    scope: str
+    forward_flops: int = 0
+    backward_flops: int = 0      #: backward nodes charged to the forward op they come from
+    optimizer_flops: int = 0     #: the update rule of this scope's parameters (`opt.fc1.weight`)
+    param_bytes: int = 0
+    grad_bytes: int = 0          #: one gradient per trained parameter
+    state_bytes: int = 0         #: optimizer state (Role.OPTIMIZER_STATE inputs)
+    saved_bytes: int = 0         #: forward activations read by the backward pass
+    nodes: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
 
 
 @dataclass
@@ -58,6 +80,14 @@ class GraphSummary:
     peak_index: int
     activation_bytes: int
     op_histogram: dict[str, tuple[int, int]] = field(default_factory=dict)  #: op -> (count, FLOPs)
+    #: per module scope training cost, in order of first appearance (see `LayerStats`)
+    layers: list[LayerStats] = field(default_factory=list)
+    #: peak bytes of a run from a liveness analysis over the node order, counting every graph
+    #: input (batch, parameters, optimizer state) as held for the whole run, node outputs from
+    #: their producer to their last reader, and graph outputs to the end
+    step_peak_bytes: int = 0
+    step_peak_node: str | None = None
+    trained: list[str] = field(default_factory=list)  #: parameters that get a gradient
 
     # ---- totals ------------------------------------------------------------------------------
     @property
@@ -67,11 +97,27 @@ class GraphSummary:
 
     @property
     def forward_flops(self) -> int:
-        return sum(n.flops for n in self.nodes if not n.backward)
+        return sum(n.flops for n in self.nodes if n.part == "forward")
 
     @property
     def backward_flops(self) -> int:
-        return sum(n.flops for n in self.nodes if n.backward)
+        return sum(n.flops for n in self.nodes if n.part == "backward")
+
+    @property
+    def optimizer_flops(self) -> int:
+        return sum(n.flops for n in self.nodes if n.part == "optimizer")
+
+    @property
+    def grad_bytes(self) -> int:
+        return sum(r.grad_bytes for r in self.layers)
+
+    @property
+    def state_bytes(self) -> int:
+        return sum(r.state_bytes for r in self.layers)
+
+    @property
+    def saved_bytes(self) -> int:
+        return sum(r.saved_bytes for r in self.layers)
 
     @property
     def param_count(self) -> int:
@@ -86,13 +132,18 @@ class GraphSummary:
         return {
             "graph": self.graph, "bindings": dict(self.bindings), "unbound": list(self.unbound),
             "flops": self.flops, "forward_flops": self.forward_flops,
-            "backward_flops": self.backward_flops, "param_count": self.param_count,
-            "param_bytes": self.param_bytes, "peak_bytes": self.peak_bytes,
+            "backward_flops": self.backward_flops, "optimizer_flops": self.optimizer_flops,
+            "param_count": self.param_count, "param_bytes": self.param_bytes,
+            "grad_bytes": self.grad_bytes, "state_bytes": self.state_bytes,
+            "saved_bytes": self.saved_bytes, "step_peak_bytes": self.step_peak_bytes,
+            "step_peak_node": self.step_peak_node, "peak_bytes": self.peak_bytes,
             "peak_node": self.peak_node, "activation_bytes": self.activation_bytes,
             "op_histogram": {k: {"count": c, "flops": f} for k, (c, f) in self.op_histogram.items()},
             "nodes": [{"name": n.name, "op": n.op, "shape": list(n.shape), "flops": n.flops,
-                       "bytes": n.bytes, "source": n.source, "backward": n.backward}
+                       "bytes": n.bytes, "source": n.source, "backward": n.backward,
+                       "part": n.part, "scope": n.scope, "saved": n.saved, "origin": n.origin}
                       for n in self.nodes],
+            "layers": [r.to_dict() for r in self.layers],
             "params": [{"name": p.name, "shape": list(p.shape), "dtype": p.dtype, "count": p.count,
                         "bytes": p.bytes} for p in self.params],
             "scopes": [{"scope": sc, "nodes": n, "forward_flops": f, "backward_flops": b,
@@ -115,11 +166,13 @@ class GraphSummary:
             lines.append(f"  input   {name}: {t}  ({format_bytes(b)})")
         for name, t in self.outputs:
             lines.append(f"  output  {name}: {t}")
-        n_back = sum(1 for n in self.nodes if n.backward)
+        n_back = sum(1 for n in self.nodes if n.part == "backward")
+        n_opt = sum(1 for n in self.nodes if n.part == "optimizer")
         lines.append(f"  params  {len(self.params)} tensors, {self.param_count:,} values, "
                      f"{format_bytes(self.param_bytes)}")
-        lines.append(f"  nodes   {len(self.nodes)}" + (f" ({len(self.nodes) - n_back} forward, "
-                                                        f"{n_back} backward)" if n_back else ""))
+        lines.append(f"  nodes   {len(self.nodes)}" + (
+            f" ({len(self.nodes) - n_back - n_opt} forward, {n_back} backward"
+            + (f", {n_opt} optimizer" if n_opt else "") + ")" if n_back or n_opt else ""))
         lines.append(f"  FLOPs   {format_count(self.flops)}" + (
             f" (forward {format_count(self.forward_flops)}, backward "
             f"{format_count(self.backward_flops)})" if n_back else ""))
@@ -127,6 +180,22 @@ class GraphSummary:
               if self.peak_node else "")
         lines.append(f"  memory  peak live activations {format_bytes(self.peak_bytes)}{at}; "
                      f"all node outputs {format_bytes(self.activation_bytes)}")
+        training = self.optimizer_flops or self.state_bytes or self.backward_flops
+        if training:
+            lines.append(f"  step    FLOPs forward {format_count(self.forward_flops)}, backward "
+                         f"{format_count(self.backward_flops)}, optimizer "
+                         f"{format_count(self.optimizer_flops)}; bytes: params "
+                         f"{format_bytes(self.param_bytes)}, grads {format_bytes(self.grad_bytes)}, "
+                         f"optimizer state {format_bytes(self.state_bytes)}, saved for backward "
+                         f"{format_bytes(self.saved_bytes)}; peak of the step "
+                         f"{format_bytes(self.step_peak_bytes)} (inputs held throughout)")
+            rows = [(r.scope, format_count(r.forward_flops), format_count(r.backward_flops),
+                     format_count(r.optimizer_flops), format_bytes(r.param_bytes),
+                     format_bytes(r.grad_bytes), format_bytes(r.state_bytes),
+                     format_bytes(r.saved_bytes)) for r in self.layers[:max_scopes]]
+            lines += ["", *_table(("layer", "fwd FLOPs", "bwd FLOPs", "opt FLOPs", "params",
+                                   "grads", "opt state", "saved"), rows,
+                                  right=(1, 2, 3, 4, 5, 6, 7))]
         total = self.flops or 1
         rows = [(op, f"{c}", format_count(f), f"{100 * f / total:.1f}%")
                 for op, (c, f) in sorted(self.op_histogram.items(),
@@ -157,15 +226,16 @@ class GraphSummary:
     def by_scope(self) -> list[tuple[str, int, int, int, int]]:
         """(scope, nodes, forward FLOPs, backward FLOPs, parameter values) per name scope.
 
-        A scope is a value's name up to its last dot (`fc1.matmul` -> `fc1`); gradient values
-        (`d_fc1.relu`, `d_fc1.relu.matmul`) count toward the scope of the forward value they
-        are the gradient of.
+        A scope is a value's name up to its last dot (`fc1.matmul` -> `fc1`); backward nodes
+        count toward the scope of the forward op they come from (`node.origin`); optimizer
+        nodes are left out here (see `layers` for forward, backward and optimizer per scope).
         """
         rows: dict[str, list[int]] = {}
         for n in self.nodes:
             r = rows.setdefault(n.scope, [0, 0, 0, 0])
             r[0] += 1
-            r[2 if n.backward else 1] += n.flops
+            if n.part != "optimizer":
+                r[2 if n.part == "backward" else 1] += n.flops
         for p in self.params:
             rows.setdefault(scope_of(p.name), [0, 0, 0, 0])[3] += p.count
         return [(k, *v) for k, v in rows.items()]
@@ -303,7 +373,7 @@ def peak_memory(graph: Graph, bindings: Mapping[str, int] | None = None) -> tupl
     return _peak(graph, b)
 
 
-def _peak(graph: Graph, b: _Binder) -> tuple[int, int]:
+def _peak(graph: Graph, b: _Binder, hold_inputs: bool = False) -> tuple[int, int]:
     n = len(graph.nodes)
     if n == 0:
         return sum(_nbytes(b.type(v.type)) for v in graph.inputs), -1
@@ -313,6 +383,9 @@ def _peak(graph: Graph, b: _Binder) -> tuple[int, int]:
             last[v] = i
     for v in graph.outputs.values():
         last[v] = n - 1
+    if hold_inputs:  # the caller owns the batch, parameters and state for the whole run
+        for v in graph.inputs:
+            last[v] = n - 1
     delta = [0] * (n + 1)
     born = [(v, 0) for v in graph.inputs] + [(node.output, i) for i, node in enumerate(graph.nodes)]
     for v, i in born:
@@ -341,24 +414,163 @@ def summary(graph: Graph, bindings: Mapping[str, int] | None = None) -> GraphSum
     """
     b = _Binder(bindings)
     nodes, hist = [], collections.defaultdict(lambda: [0, 0])
-    forward = {v.name for v in graph.inputs + graph.params}
-    forward.update(n.output.name for n in graph.nodes if n.origin is None)
+    parts = _parts(graph)
+    scopes = _scopes(graph, parts)
+    readers_part: dict[Value, set[str]] = collections.defaultdict(set)
+    for node in graph.nodes:
+        for v in node.inputs:
+            readers_part[v].add(parts[node])
     for node in graph.nodes:
         t = b.type(node.output.type)
         f = _cost(node, b)
         nodes.append(NodeStats(node.output.name, node.op.name, node.output.type,
                                tuple(int(d) for d in t.shape), f, _nbytes(t), node.source,
-                               node.origin is not None, scope_of(node.output.name, forward)))
+                               node.origin is not None, scopes[node], parts[node],
+                               parts[node] == "forward" and "backward" in readers_part[node.output],
+                               node.origin))
         hist[node.op.name][0] += 1
         hist[node.op.name][1] += f
+    param_values = graph.params + [v for v in graph.inputs if v.role is Role.PARAM]
     params = [ParamStats(p.name, tuple(int(d) for d in p.type.shape), p.type.dtype,
                          int(np.prod(p.type.shape, dtype=np.int64)), _nbytes(p.type))
-              for p in graph.params]
+              for p in param_values]
     inputs = [(v.name, v.type, _nbytes(b.type(v.type))) for v in graph.inputs]
     peak, at = _peak(graph, b)
+    trained = _trained(graph)
+    layers = _layers(graph, nodes, params, trained, b)
+    step_peak, step_at = _peak(graph, b, hold_inputs=True)
     return GraphSummary(
+        layers=layers, step_peak_bytes=step_peak, trained=trained,
+        step_peak_node=graph.nodes[step_at].output.name if step_at >= 0 and graph.nodes else None,
         graph=graph.name, bindings=dict(b.bindings), unbound=sorted(b.unbound), inputs=inputs,
         outputs=[(k, v.type) for k, v in graph.outputs.items()], params=params, nodes=nodes,
         peak_bytes=peak, peak_node=graph.nodes[at].output.name if at >= 0 and graph.nodes else None,
         peak_index=at, activation_bytes=sum(n.bytes for n in nodes),
         op_histogram={k: (c, f) for k, (c, f) in hist.items()})
+
+
+# ---- training steps: parts, scopes, per-layer bytes ---------------------------------------------
+
+_STATE_ROLES = (Role.OPTIMIZER_STATE, Role.LR)
+
+
+def _parts(graph: Graph) -> dict[Node, str]:
+    """Each node's part: "backward" (made by autodiff: `node.origin` is set), "optimizer" (the
+    update rule: name scope `opt.<param>`, an output that replaces carried state, or reading
+    optimizer state, the learning rate or an optimizer value) or "forward"."""
+    parts: dict[Node, str] = {}
+    updated = {graph.outputs[k] for k in graph.updates}
+    for node in graph.nodes:
+        name = node.output.name
+        if node.origin is not None:
+            part = "backward"
+        elif (name.startswith("opt.") or node.output in updated or
+              any(v.role in _STATE_ROLES for v in node.inputs if v.producer is None) or
+              any(v.producer is not None and parts.get(v.producer) == "optimizer"
+                  for v in node.inputs)):
+            part = "optimizer"
+        else:
+            part = "forward"
+        parts[node] = part
+    return parts
+
+
+def _param_of(name: str, params: set[str]) -> str | None:
+    """The parameter a `opt.fc1.weight.mul` / `fc1.weight.exp_avg` name belongs to (its longest
+    prefix that is a parameter's name), or None. Update outputs are first mapped to the state
+    they replace (`graph.updates`) by the caller."""
+    for prefix in ("opt.", "d_"):
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+            break
+    while name not in params and "." in name:
+        name = name.rsplit(".", 1)[0]
+    return name if name in params else None
+
+
+def _scopes(graph: Graph, parts: dict[Node, str]) -> dict[Node, str]:
+    """The module scope each node is charged to.
+
+    Forward nodes: their name's scope (`conv2.conv2d` -> `conv2`). Backward nodes: the scope of
+    the forward op they come from (`node.origin` = `grad of conv2d @ model.py:14`), so conv2's
+    input gradient `d_pool1.max_pool2d` is charged to conv2, not pool1. Where several forward
+    nodes share that op and source line, the one whose input or output the gradient's name
+    names wins. Optimizer nodes: the scope of their parameter (`opt.fc1.weight.mul` -> `fc1`).
+    """
+    pnames = {v.name for v in graph.params} | {v.name for v in graph.inputs if v.role is Role.PARAM}
+    by_origin: dict[str, list[Node]] = collections.defaultdict(list)
+    forward_names = {v.name for v in graph.inputs + graph.params}
+    for node in graph.nodes:
+        if parts[node] == "forward":
+            forward_names.add(node.output.name)
+            key = f"grad of {node.op.name}" + (f" @ {node.source}" if node.source else "")
+            by_origin[key].append(node)
+    prefixes = {scope_of(n) for n in forward_names}
+    replaces = {graph.outputs[k]: src for k, src in graph.updates.items()}
+    out: dict[Node, str] = {}
+    for node in graph.nodes:
+        name, part = node.output.name, parts[node]
+        scope = None
+        if part == "optimizer":
+            p = _param_of(replaces.get(node.output, name), pnames)
+            scope = scope_of(p) if p else None
+        elif part == "backward":
+            cands = by_origin.get(node.origin or "", [])
+            found = {out[c] for c in cands}
+            if len(found) == 1:
+                scope = found.pop()
+            elif cands:
+                base = name[2:] if name.startswith("d_") else name
+                while scope is None:
+                    hit = [c for c in cands if c.output.name == base or
+                           any(v.name == base for v in c.inputs)]
+                    if hit:
+                        scope = out[hit[0]]
+                    elif "." in base:
+                        base = base.rsplit(".", 1)[0]
+                    else:
+                        break
+        if scope is None:
+            scope = scope_of(name, forward_names)
+            if scope == "(top)" and part == "forward" and name in prefixes:
+                scope = name  # `loss` computed after `loss.constant`, ...: the scope's result
+        out[node] = scope
+    return out
+
+
+def _trained(graph: Graph) -> list[str]:
+    """The parameters that get a gradient: a training step's `spec.params`, else those with a
+    `d_<name>` value."""
+    if graph.spec is not None:
+        return list(graph.spec.params)
+    names = {n.output.name for n in graph.nodes}
+    return [v.name for v in graph.params + graph.inputs
+            if v.role is Role.PARAM and f"d_{v.name}" in names]
+
+
+def _layers(graph: Graph, nodes: list[NodeStats], params: list[ParamStats], trained: list[str],
+            b: _Binder) -> list[LayerStats]:
+    rows: dict[str, LayerStats] = {}
+
+    def row(scope: str) -> LayerStats:
+        return rows.setdefault(scope, LayerStats(scope))
+    trained_set = set(trained)
+    for p in params:
+        r = row(scope_of(p.name))
+        r.param_bytes += p.bytes
+        if p.name in trained_set:
+            r.grad_bytes += p.bytes
+    pnames = {p.name for p in params}
+    for v in graph.inputs:
+        if v.role is Role.OPTIMIZER_STATE:
+            owner = _param_of(v.name, pnames)
+            row(scope_of(owner) if owner else scope_of(v.name)).state_bytes += \
+                _nbytes(b.type(v.type))
+    for n in nodes:
+        r = row(n.scope)
+        r.nodes += 1
+        setattr(r, f"{n.part}_flops", getattr(r, f"{n.part}_flops") + n.flops)
+        if n.saved:
+            r.saved_bytes += n.bytes
+    order = {n.scope: i for i, n in reversed(list(enumerate(nodes)))}
+    return sorted(rows.values(), key=lambda r: order.get(r.scope, len(nodes)))

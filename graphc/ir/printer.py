@@ -21,6 +21,8 @@ def format_attr(v: Any) -> str:
         return f"<{v.dtype.name}{list(v.shape)}>"
     if isinstance(v, tuple):
         return "(" + ", ".join(format_attr(x) for x in v) + ("," if len(v) == 1 else "") + ")"
+    if type(v).__name__ == "Graph":  # a loop body: printed once, as a block above its first use
+        return f"@{v.name}"
     if isinstance(v, float):
         return repr(v)
     return str(v)
@@ -62,7 +64,13 @@ def format_graph(g: "Graph", mark: "Node | None" = None) -> str:
     lines = [f"graph {g.name}({ins}) {{"]
     for p in g.params:
         lines.append(f"  param %{p.name}: {p.type}{format_role(p, Role.PARAM)}")
+    shown: set[int] = set()
     for n in g.nodes:
+        for body in (a for a in n.attrs.values() if type(a).__name__ == "Graph"):
+            if id(body) not in shown:  # the K nodes of one scan share their body
+                shown.add(id(body))
+                lines.append("  body @" + body.name + " = "
+                             + format_graph(body).replace("\n", "\n  ").lstrip())
         lines.append(("> " if n is mark else "  ") + format_node(n))
     outs = ", ".join((f"{k}=%{v.name}" if k != v.name else f"%{v.name}")
                      + (f" @updates({g.updates[k]})" if k in g.updates else "")

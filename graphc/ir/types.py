@@ -5,20 +5,26 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable, Union
 
+import ml_dtypes  # noqa: F401  - registers numpy's "bfloat16" dtype (onnx depends on it too)
 import numpy as np
 
 Dim = Union[int, str]
 
-DTYPES = ("float32", "float64", "int32", "int64", "bool")
-FLOAT_DTYPES = ("float32", "float64")
+DTYPES = ("float32", "float64", "float16", "bfloat16", "int32", "int64", "bool")
+FLOAT_DTYPES = ("float32", "float64", "float16", "bfloat16")
+#: the low-precision floats: numpy has no bfloat16 arithmetic of its own, so the reference
+#: kernels compute these in float32 and round the result back (`compute_dtype`)
+LOW_PRECISION_DTYPES = ("float16", "bfloat16")
 INT_DTYPES = ("int32", "int64")
-_SHORT = {"float32": "f32", "float64": "f64", "int32": "i32", "int64": "i64", "bool": "bool"}
+_SHORT = {"float32": "f32", "float64": "f64", "float16": "f16", "bfloat16": "bf16",
+          "int32": "i32", "int64": "i64", "bool": "bool"}
 _FROM_SHORT = {v: k for k, v in _SHORT.items()}
 
 
 # torch's short names (torch.float is float32, torch.int int32), not numpy's (np.dtype("float")
 # is float64): a PyTorch user's "float" must not silently double every tensor
-_TORCH_NAMES = {"float": "float32", "double": "float64", "long": "int64", "int": "int32"}
+_TORCH_NAMES = {"float": "float32", "double": "float64", "long": "int64", "int": "int32",
+                "half": "float16", "fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}
 
 
 def canonical_dtype(dtype) -> str:
@@ -47,7 +53,15 @@ def canonical_dtype(dtype) -> str:
 
 
 def np_dtype(dtype: str) -> np.dtype:
+    """numpy's dtype for a graphc dtype name ("bfloat16" is ml_dtypes' bfloat16)."""
     return np.dtype(dtype)
+
+
+def compute_dtype(dtype: str) -> str:
+    """The dtype a reference kernel computes a `dtype` tensor in: float32 for float16/bfloat16
+    (numpy lacks bfloat16 math, and GPUs accumulate both in float32), else `dtype` itself.
+    Example: ``compute_dtype("bfloat16") -> "float32"``."""
+    return "float32" if dtype in LOW_PRECISION_DTYPES else dtype
 
 
 # ---- symbolic dims: a dim is an int or a product "k*A*B" of an int and symbols -------------

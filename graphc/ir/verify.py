@@ -14,6 +14,7 @@ def verify(g: "Graph") -> None:
     """Raises VerifyError naming the offending node, shown in context."""
     defined = set()
     names: set[str] = set()
+    checked: set[int] = set()
 
     def fail(node, msg):
         where = f"{node.source}: " if node is not None and node.source else ""
@@ -39,6 +40,13 @@ def verify(g: "Graph") -> None:
             fail(n, f"{n.op.name}: type inference fails: {exc}")
         if t != n.output.type:
             fail(n, f"{n.op.name}: output is typed {n.output.type} but inference gives {t}")
+        for k, body in n.attrs.items():  # a loop body (scan) is verified with its node
+            if type(body) is type(g) and id(body) not in checked:
+                checked.add(id(body))
+                try:
+                    verify(body)
+                except VerifyError as exc:
+                    fail(n, f"{n.op.name}: its {k} graph is broken: {exc}")
         if n.output.producer is not n:
             fail(n, f"{n.op.name}: output %{n.output.name} has another producer")
         if n.output.name in names:

@@ -51,6 +51,11 @@ class OpTraits:
         reduction: the output reduces input 0 over ``attrs["axes"]`` (None: all) with
             ``attrs["keepdims"]`` (sum, mean, max, min).
         constant: the op has no inputs and its node holds the value in ``attrs["value"]``.
+        low_precision: a product (matmul, gemm, convolution) that a mixed-precision policy runs
+            in float16/bfloat16 with float32 accumulation (PyTorch autocast's
+            "lower_precision_fp" list; graphc.passes.autocast).
+        added_term: the index of an optional input that is added to the product, scaled by
+            ``attrs["beta"]`` (gemm's c); None when there is none.
         relax_op: the dotted name under ``tvm.relax.op`` that the generic Unary and Binary TVM
             rules call with the inputs (``"exp"``, ``"nn.relu"``); None for ops with their own rule.
 
@@ -68,6 +73,8 @@ class OpTraits:
     concatenates: bool = False
     reduction: bool = False
     constant: bool = False
+    low_precision: bool = False
+    added_term: int | None = None
     relax_op: str | None = None
 
 
@@ -87,8 +94,15 @@ class Op:
     traits: OpTraits = OpTraits()
     #: output dtypes for which onnxruntime's CPU build has no kernel of this op's ONNX lowering
     #: (a session would fail with NOT_IMPLEMENTED); the onnxruntime backend refuses such nodes
-    #: on the CPU before it creates a session, naming each one and its source line
-    onnxruntime_cpu_missing: tuple[str, ...] = ()
+    #: on the CPU before it creates a session, naming each one and its source line. The default
+    #: is bfloat16: onnxruntime's CPU build (1.31) has bfloat16 kernels for Cast and almost nothing
+    #: else (no Add, MatMul, Exp, ReduceSum, Relu...), and its Python binding cannot feed numpy
+    #: bfloat16 arrays; float16 has CPU kernels for nearly every op graphc emits.
+    onnxruntime_cpu_missing: tuple[str, ...] = ("bfloat16",)
+    #: the ONNX opset from which this op's ONNX lowering accepts bfloat16 (Conv, MaxPool,
+    #: AveragePool, ConvTranspose: 22); below it the exporter runs the node in float32 between
+    #: Casts
+    onnx_bfloat16_opset: int = 0
     #: optional rules, filled in by each primitive
     vjp: Callable[..., Any] | None = None
     onnx: Callable[..., Any] | None = None

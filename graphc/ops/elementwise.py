@@ -163,7 +163,7 @@ class erf(Unary):
     """y = erf x"""
     traits = OpTraits(elementwise=True, relax_op="erf")
     onnx_op = "Erf"
-    onnxruntime_cpu_missing = ("float64",)
+    onnxruntime_cpu_missing = ("float64", "bfloat16")
 
     @staticmethod
     def fn(x):
@@ -421,7 +421,7 @@ class where(Op):
     """z = cond ? a : b, broadcasting all three"""
     traits = OpTraits(elementwise=True, selects=True)
     arity = 3
-    onnxruntime_cpu_missing = ("bool",)
+    onnxruntime_cpu_missing = ("bool", "bfloat16")
     nondiff_inputs = (0,)
 
     def infer(self, c, a, b):
@@ -454,6 +454,7 @@ class where(Op):
 class cast(Op):
     """y = x converted to `dtype`"""
     traits = OpTraits(elementwise=True, converts_dtype=True)
+    onnxruntime_cpu_missing = ()  # the one op onnxruntime's CPU build has for bfloat16
 
     def infer(self, x, dtype):
         return x.with_dtype(canonical_dtype(dtype))

@@ -22,6 +22,7 @@ _REDUCTIONS = ("none", "mean", "sum")
 class gemm(Op):
     """y = alpha * op(a) @ op(b) + beta * c, op(t) = t.T if trans_t else t; a, b 2-D, c optional"""
     arity = None
+    traits = OpTraits(low_precision=True, added_term=2)
 
     def infer(self, a, b, *c, trans_a=False, trans_b=False, alpha=1.0, beta=1.0):
         if len(c) > 1:
@@ -177,6 +178,8 @@ class layer_norm(Op):
     def onnx(self, e, x, *wb, axis=-1, eps=1e-5):
         t = e.in_types[0]
         a = norm_axis(axis, t.rank)
+        if 0 in t.shape[a:]:  # x is empty: onnxruntime's LayerNormalization refuses a 0 there
+            return e.op("Expand", [e.const(np.zeros((), t.dtype)), e.shape_tensor(t.shape)])
         if e.opset < 17:  # LayerNormalization is an ai.onnx op from opset 17: spell it out
             axes = list(range(a, t.rank))
             xc = e.op("Sub", [x, e.reduce("ReduceMean", x, axes, keepdims=True)])

@@ -13,7 +13,15 @@ import numpy as np
 from ..ir.errors import GraphcError
 from ..ir.graph import Graph, Node
 from ..ir.printer import node_in_context
-from ..ir.types import eval_dim
+from ..ir.types import LOW_PRECISION_DTYPES, eval_dim
+
+_LOW = tuple(np.dtype(d) for d in LOW_PRECISION_DTYPES)
+
+
+def _widen(a):
+    """float16/bfloat16 arrays as float32: every kernel computes them in float32 and the
+    interpreter rounds the result back to the node's dtype (as GPU kernels accumulate)."""
+    return a.astype(np.float32) if isinstance(a, np.ndarray) and a.dtype in _LOW else a
 
 
 def resolve_attrs(node: Node, bindings: dict[str, int]) -> dict[str, Any]:
@@ -29,13 +37,21 @@ def resolve_attrs(node: Node, bindings: dict[str, int]) -> dict[str, Any]:
     return attrs
 
 
+def run_ref(op, args: list, attrs: dict[str, Any], out_dtype: str) -> np.ndarray:
+    """`op`'s numpy kernel on `args`, float16/bfloat16 inputs computed in float32 and the result
+    rounded to `out_dtype`: what the interpreter does for one node. Example:
+    ``run_ref(get_op("exp"), [x_bf16], {}, "bfloat16")``."""
+    out = np.asarray(op.ref(*[_widen(a) for a in args], **attrs))
+    return out if out.dtype == np.dtype(out_dtype) else out.astype(out_dtype)
+
+
 def interpret(graph: Graph, feeds: dict[str, np.ndarray], bindings: dict[str, int]
               ) -> dict[str, np.ndarray]:
     """Evaluates every node; returns arrays by value name (inputs, params and node outputs)."""
     env: dict[str, np.ndarray] = {p.name: p.data for p in graph.params}
     env.update(feeds)
     for node in graph.nodes:
-        args = [env[v.name] for v in node.inputs]
+        args = [_widen(env[v.name]) for v in node.inputs]
         try:
             out = node.op.ref(*args, **resolve_attrs(node, bindings))
         except GraphcError:

@@ -6,7 +6,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..ir.types import TensorType, dim_product
 from .base import Op, fmt_shape, register, require_float
-from .base import static_numel
+from .base import OpTraits, static_numel
 
 
 def _out_len(n, k, s, p, d, what):
@@ -31,7 +31,9 @@ def _windows(x, kernel, stride, padding, dilation, fill):
 class conv2d(Op):
     """y[n,o] = sum_{c,i,j} x[n, g*C/G + c, s*h + d*i - p, s*w + d*j - p] * w[o, c, i, j]"""
     arity = 2
-    onnxruntime_cpu_missing = ("float64",)
+    traits = OpTraits(low_precision=True)
+    onnxruntime_cpu_missing = ("float64", "bfloat16")
+    onnx_bfloat16_opset = 22
 
     def infer(self, x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
         require_float(x)
@@ -102,7 +104,9 @@ class conv2d(Op):
 class conv_transpose2d(Op):
     """y = the adjoint of conv2d applied to x: w is (C_in, C_out/groups, kh, kw) as in PyTorch"""
     arity = 2
-    onnxruntime_cpu_missing = ("float64",)
+    traits = OpTraits(low_precision=True)
+    onnxruntime_cpu_missing = ("float64", "bfloat16")
+    onnx_bfloat16_opset = 22
 
     def infer(self, x, w, stride=(1, 1), padding=(0, 0), output_padding=(0, 0), dilation=(1, 1),
               groups=1):
@@ -177,6 +181,7 @@ class conv_transpose2d(Op):
 
 class Pool(Op):
     """Shared infer for 2-D pools over windows of `kernel_size`."""
+    onnx_bfloat16_opset = 22
 
     def infer(self, x, kernel_size, stride, padding, **_):
         require_float(x)
@@ -220,7 +225,8 @@ class max_pool2d(Pool):
 @register
 class avg_pool2d(Pool):
     """y[n,c,h,w] = mean over the window (padding counted unless count_include_pad is False)"""
-    onnxruntime_cpu_missing = ("float64",)
+    onnxruntime_cpu_missing = ("float64", "bfloat16")
+    onnx_bfloat16_opset = 22
 
     def ref(self, x, kernel_size, stride, padding, count_include_pad=True):
         win = _windows(x, kernel_size, stride, padding, (1, 1), 0)
@@ -378,6 +384,9 @@ class max_pool2d_grad(Op):
     arity = 2
     #: which element is the maximum is piecewise constant in x: no gradient through it
     nondiff_inputs = (0,)
+    #: onnxruntime's CPU ScatterElements has no float16 kernel with reduction="add"
+    onnxruntime_cpu_missing = ("float16", "bfloat16")
+    onnx_bfloat16_opset = 22  # its lowering uses MaxPool
 
     def infer(self, x, g, kernel_size, stride, padding):
         y = max_pool2d.infer(self, x, kernel_size, stride, padding)

@@ -135,6 +135,7 @@ class argmax(Op):
 class matmul(Op):
     """c = a @ b (numpy semantics: batch dims broadcast, 1-D operands promoted)"""
     arity = 2
+    traits = OpTraits(low_precision=True)
 
     def infer(self, a: TensorType, b: TensorType) -> TensorType:
         if a.dtype != b.dtype:
@@ -162,6 +163,11 @@ class matmul(Op):
         return 2 * static_numel(y) * int(a.shape[-1])
 
     def onnx(self, e, a, b):
+        if e.in_types[1].rank == 1 and e.in_types[0].rank > 1:
+            # onnxruntime 1.32's MatmulTransposeFusion drops the transpose of `a` when b is 1-D
+            # (Transpose(x) @ v gave x @ v): multiply by b as a (K, 1) column, then drop the axis
+            axis = e.const(np.array([-1], np.int64))
+            return e.op("Squeeze", [e.op("MatMul", [a, e.op("Unsqueeze", [b, axis])]), axis])
         return e.op("MatMul", [a, b])
 
     def tvm(self, e, a, b):

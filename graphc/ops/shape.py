@@ -352,6 +352,8 @@ class gather_grad(Op):
     arity = 2
     nondiff_inputs = (1,)
     shape_attrs = ("shape",)
+    #: onnxruntime's CPU ScatterND has no float16 kernel with reduction="add"
+    onnxruntime_cpu_missing = ("float16", "bfloat16")
 
     def infer(self, g, indices, axis, shape):
         if indices.dtype not in ("int32", "int64"):

@@ -220,7 +220,11 @@ class _Backward:
 
     def _add(self, v: Value, c: Value) -> None:
         old = self.ct.get(v)
-        self.ct[v] = c if old is None else dsl.add(Tensor(old), Tensor(c)).value
+        if old is None:
+            self.ct[v] = c
+            return
+        with self.g:  # this graph, even while another is being built (a scan body's vjp)
+            self.ct[v] = dsl.add(Tensor(old), Tensor(c)).value
 
     def _name(self, v: Value) -> Value:
         """The cotangent of v, renamed d_<v> when this pass made it and nothing named it yet."""
@@ -480,3 +484,10 @@ def hvp(graph: Graph, wrt: Any = None, vectors: Any = None, of: Any = None, *,
             g.rename(c, f"hvp_{v.name}")
         g.outputs[f"hvp_{v.name}"] = c
     return _finish(g, start, simplify)
+
+
+# scan's gradient rule (graphc.ops.control) differentiates its body with `vjp`; ops sit below
+# passes, so the rule receives it here instead of importing it
+from ..ops import control as _control  # noqa: E402
+
+_control.set_body_differentiator(vjp)

@@ -58,6 +58,8 @@ def _load_builtin_passes() -> None:
     from . import eliminate_common_subexpressions, eliminate_dead_code, fold_constants  # noqa: F401
     from . import simplify_algebra, transpose_products  # noqa: F401
     from . import fuse_gemm, fuse_layer_norm, fuse_losses, fuse_softmax  # noqa: F401
+    from . import autocast  # noqa: F401
+    from . import merge_scans, simplify_loop_bodies  # noqa: F401
 
 
 PassSpec = Union[str, PassFn]
@@ -303,12 +305,19 @@ def get_pipeline(name: str, verify: bool = True, dump: str | os.PathLike | None 
     return Pipeline(spec.passes, verify=verify, dump=dump, max_rounds=spec.max_rounds, name=name)
 
 
-register_pipeline("simplify", DEFAULT_PIPELINE, max_rounds=3,
-                  doc="constant folding, algebra, CSE and DCE to a fixed point")
+register_pipeline("simplify", ("merge_scans",) + DEFAULT_PIPELINE + ("simplify_loop_bodies",),
+                  max_rounds=3,
+                  doc="constant folding, algebra, CSE and DCE to a fixed point, inside loop "
+                      "bodies too")
 register_pipeline("fuse-forward", ("fuse_losses", "fuse_softmax", "fuse_layer_norm", "fuse_gemm",
                                    "eliminate_dead_code"),
                   doc="fused primitives in the loss graph, so autodiff derives their compact rules")
-register_pipeline("fold-transposes", ("transpose_products", "eliminate_dead_code"),
+register_pipeline("autocast-bf16", ("autocast_bf16",),
+                  doc="mixed precision: products in bfloat16, the rest float32 (passes/autocast.py)")
+register_pipeline("autocast-fp16", ("autocast_fp16",),
+                  doc="mixed precision: products in float16, the rest float32 (passes/autocast.py)")
+register_pipeline("fold-transposes", ("transpose_products", "eliminate_dead_code",
+                                      "fold_transposes_in_loop_bodies"),
                   doc="weight-gradient transposes folded into the products")
-register_pipeline("fuse-step", ("fuse_gemm", "eliminate_dead_code"),
+register_pipeline("fuse-step", ("fuse_gemm", "eliminate_dead_code", "fuse_gemm_in_loop_bodies"),
                   doc="the optimizer's `momentum * buf + grad` into the weight gradient's Gemm")

@@ -27,6 +27,7 @@ from ..ir.graph import Graph
 from ..ir.program import program_of
 from ..ir.roles import Role
 from ..optim.base import Optimizer
+from ..optim.loss_scaling import SKIP_METRIC as _SKIP
 from ..optim.schedules import as_schedule
 from .checkpoint import (CheckpointError, check_compatible, load_latest, remove_leftovers,
                          save_checkpoint)
@@ -34,7 +35,7 @@ from .data import batches, check_batch_size, named_data, num_batches, num_exampl
 from .history import History
 from .metrics import prune, with_metrics
 from .stepper import make_stepper
-from .training import training_step
+from .training import precision_dtype, training_step
 
 
 class NonFiniteLossError(GraphcError, FloatingPointError):
@@ -152,6 +153,14 @@ class Trainer:
             requires a launcher; False never distributes.
         check_sync_every: in a distributed run, check every N steps that all ranks hold
             bitwise identical parameters (0: never), naming the first one that differs.
+        sync_batchnorm: in a distributed run, average batch-norm running statistics across
+            ranks after every step (default: each rank keeps its own, as PyTorch DDP does; the
+            batch statistics of the forward pass stay per shard either way).
+        precision: "fp32" (default), "bf16" or "fp16": the mixed-precision policy of
+            `gc.training_step` (products in low precision, master weights and optimizer state
+            float32). "fp16" adds dynamic loss scaling; steps it skips for an overflowing
+            gradient are counted in `trainer.skipped_steps` and each history row's
+            "skipped_steps". `evaluate` runs the float32 forward graph on the master weights.
     """
 
     def __init__(self, loss_fn: Any, model_or_params: Any = None, optimizer: Optimizer | None = None,
@@ -159,7 +168,8 @@ class Trainer:
                  schedule: "Callable[[int], float] | float | None" = None,
                  clip_grad_norm: float | None = None,
                  metrics: "Iterable[str] | Mapping[str, Callable] | None" = None, seed: int = 0,
-                 progress: bool = True, distributed: Any = "auto", check_sync_every: int = 0):
+                 progress: bool = True, distributed: Any = "auto", check_sync_every: int = 0,
+                 sync_batchnorm: bool = False, precision: str = "fp32"):
         from ..optim.optimizers import SGD
         self.loss_fn = loss_fn
         self.user_graph = _graph_of(loss_fn)
@@ -174,7 +184,10 @@ class Trainer:
         scalar = [k for k, v in self.graph.outputs.items()
                   if v.type.rank == 0 and k not in self.graph.updates]
         self.step_graph = training_step(self.graph, model_or_params, self.optimizer,
-                                        metrics=scalar, clip_grad_norm=clip_grad_norm)
+                                        metrics=scalar, clip_grad_norm=clip_grad_norm,
+                                        precision=precision)
+        self.precision = precision
+        self.skipped_steps = 0  # updates dropped by fp16 loss scaling (an overflowing gradient)
         self.spec = program_of(self.step_graph)
         self.loss_name = self.spec.metrics[0]
         from .distributed import init_distributed
@@ -183,12 +196,16 @@ class Trainer:
             self.stepper = make_stepper(self.step_graph, backend, device, self.seed)
         else:  # the same program as gradient and apply parts with an all-reduce between them
             from .distributed import SplitStepper, split_training_step
+            if precision_dtype(precision) is not None:
+                raise NotImplementedError(f"Trainer(precision={precision!r}) is not wired into "
+                                          "distributed training yet; use precision='fp32' there")
             trained = [n for n in self.spec.params if self.step_graph.value(n).role is Role.PARAM]
             split = split_training_step(self.graph, trained, self.optimizer,
-                                        [m for m in self.spec.metrics if m != "grad_norm"],
+                                        [m for m in self.spec.metrics
+                                         if m not in ("grad_norm", _SKIP)],
                                         clip_grad_norm)
             self.stepper = SplitStepper(split, self.dist, self.spec, backend, device, self.seed,
-                                        check_sync_every)
+                                        check_sync_every, sync_batchnorm)
         self.history = History()
         self.epoch = 0
         self.last_checkpoint: str | None = None
@@ -388,13 +405,10 @@ class Trainer:
             bar = tqdm(total=total, desc=f"epoch {epoch + 1}/{epochs}", unit="step", disable=not show,
                        leave=True, dynamic_ncols=True, mininterval=0.25)
             sums: dict[str, float] = {}
-            seen, t0, last_post = 0, time.perf_counter(), 0.0
+            seen, t0, last_post, skipped = 0, time.perf_counter(), 0.0, 0
             for k, batch in enumerate(batches(train, batch_size, shuffle, self._shuffle_seed, epoch,
                                               names=names)):
                 n = len(next(iter(batch.values())))
-                if self.dist is not None:  # n stays the global count: metrics come back averaged
-                    from .distributed import shard_batch
-                    batch = shard_batch(batch, self.dist.rank, self.dist.world_size)
                 lr = float(self.schedule(self.step))
                 if not (lr >= 0.0 and lr < math.inf):
                     _check_lr(lr, f"the schedule at step {self.step}")
@@ -403,6 +417,8 @@ class Trainer:
                 except FeedError as exc:
                     raise FeedError(f"{exc} (training data: epoch {epoch + 1}, batch {k + 1})") from None
                 loss = float(out[self.loss_name])
+                if _SKIP in out:
+                    skipped += int(out[_SKIP])
                 if not math.isfinite(loss):
                     self._nonfinite(loss, epoch, k, batch)
                 self.history.steps.append(loss)
@@ -421,7 +437,10 @@ class Trainer:
                                  "nothing was trained. Pass a non-empty dict of arrays or batches.")
             self.epoch = epoch + 1
             row: dict[str, Any] = {"epoch": self.epoch, "step": self.step}
-            row.update({m: s / max(seen, 1) for m, s in sums.items()})
+            row.update({m: s / max(seen, 1) for m, s in sums.items() if m != _SKIP})
+            if _SKIP in sums:
+                self.skipped_steps += skipped
+                row["skipped_steps"] = skipped
             row.update({"lr": float(self.schedule(max(self.step - 1, 0))), "time": dt,
                         "examples_per_s": seen / dt if dt > 0 else float("nan")})
             if validation is not None:
@@ -552,7 +571,7 @@ class Trainer:
         """
         batch_size = check_batch_size(batch_size)
         data = self._prepare(data, "evaluation data")
-        names = tuple(m for m in self.spec.metrics if m != "grad_norm")
+        names = tuple(m for m in self.spec.metrics if m not in ("grad_norm", _SKIP))
         exe = self._executable(names)
         params = self.stepper.params()
         sums: dict[str, float] = {}

@@ -31,6 +31,7 @@ from ..ir.roles import LR_NAME, STEP_NAME, Role, gradient_input_name, update_out
 from ..ir.types import TensorType
 from ..optim.base import Optimizer, UpdateContext
 from ..optim.clip import clip_by_global_norm
+from ..optim.loss_scaling import SCALE, SCALED_LOSS, SKIP_METRIC, LossScaler
 from ..passes.autodiff import grad
 from ..passes.pipeline import PipelineReport, get_pipeline
 
@@ -130,10 +131,30 @@ def _run(pipeline: str, g: Graph, reports: dict[str, PipelineReport], label: str
     return out
 
 
+#: `precision=` names -> the low-precision dtype of the policy (None: everything float32)
+PRECISIONS = {"fp32": None, "float32": None, "bf16": "bfloat16", "bfloat16": "bfloat16",
+              "fp16": "float16", "float16": "float16"}
+
+
+def precision_dtype(precision: str | None) -> str | None:
+    """The products' dtype of a `precision=` policy name ("bf16" -> "bfloat16"; "fp32" -> None).
+
+    Raises:
+        GraphBuildError: an unknown name. Example: ``precision_dtype("fp16") -> "float16"``.
+    """
+    if precision is None:
+        return None
+    if precision not in PRECISIONS:
+        raise GraphBuildError(f"training_step: precision={precision!r} is not one of "
+                              "'fp32', 'bf16', 'fp16'")
+    return PRECISIONS[precision]
+
+
 def training_step(loss_graph: Graph, params: Any = None, optimizer: Optimizer | None = None,
                   loss: str | None = None, metrics: Iterable[str] | None = None,
                   clip_grad_norm: float | None = None, simplify: bool = True,
-                  fuse: bool = True, report: bool = False) -> Graph:
+                  fuse: bool = True, report: bool = False, precision: str = "fp32",
+                  loss_scaler: Any = None) -> Graph:
     """Compiles one training step (forward, backward and update) into one graph.
 
     Args:
@@ -153,6 +174,14 @@ def training_step(loss_graph: Graph, params: Any = None, optimizer: Optimizer | 
             "fuse-step" on the step graph (momentum into the weight gradient's Gemm). Off, the
             step is the plain chain rule of the composites.
         report: print every pipeline's per-pass report (also kept in `graph.spec.reports`).
+        precision: "fp32" (default), "bf16" or "fp16": the mixed-precision policy. The loss
+            graph goes through the "autocast-bf16" / "autocast-fp16" pipeline before autodiff
+            (products and their gradients in low precision, the rest float32; see
+            graphc/passes/autocast.py); parameters and optimizer state stay float32.
+        loss_scaler: for "fp16", the dynamic loss scaling settings (`optim.LossScaler`, the
+            default; GradScaler's rule as graph code: the state inputs ``amp.loss_scale``,
+            ``amp.growth_tracker``, ``amp.skipped`` and the metric ``amp.skip``); False turns it
+            off. Ignored for other precisions.
 
     Returns:
         The step graph; `graph.spec` is its TrainingProgram.
@@ -186,14 +215,22 @@ def training_step(loss_graph: Graph, params: Any = None, optimizer: Optimizer | 
         raise GraphBuildError(f"training_step: graph {loss_graph.name!r} has no parameters to train")
 
     reports: dict[str, PipelineReport] = {}
+    low = precision_dtype(precision)
     fwd = _run("fuse-forward", loss_graph, reports) if fuse else loss_graph
-    gg = grad(fwd, wrt=names, of=loss, simplify=False)
+    if low is not None:
+        fwd = _run("autocast-bf16" if low == "bfloat16" else "autocast-fp16", fwd, reports)
+    scaler = None
+    if low == "float16" and loss_scaler is not False:
+        scaler = loss_scaler if loss_scaler not in (None, True) else LossScaler()
+        fwd = scaler.scale_loss(fwd, loss)
+    gg = grad(fwd, wrt=names, of=SCALED_LOSS if scaler else loss, simplify=False)
     if simplify:
         gg = _run("simplify", gg, reports, "simplify-gradient")
     sg = Graph(f"{loss_graph.name}_train_step")
     vmap: dict[Value, Value] = {}
     rng_counter = gg.role_input(Role.RNG_COUNTER)
-    batch = [v for v in gg.inputs if v.role is Role.DATA]
+    batch = [v for v in gg.inputs if v.role is Role.DATA
+             and not (scaler is not None and v.name == SCALE)]
     others = [v for v in gg.inputs if v.role not in (Role.DATA, Role.RNG_SEED, Role.RNG_COUNTER)]
     if others:
         raise GraphBuildError(f"training_step: graph {loss_graph.name!r} has input(s) "
@@ -216,6 +253,10 @@ def training_step(loss_graph: Graph, params: Any = None, optimizer: Optimizer | 
         vmap[seed] = sg.add_input(seed.name, seed.type, Role.RNG_SEED)
     if rng_counter is not None:
         vmap[rng_counter] = step  # the dropout counter is the step number
+    amp_state: dict[str, Value] = {}
+    if scaler is not None:
+        amp_state = scaler.add_state_inputs(sg)
+        vmap[gg.value(SCALE)] = amp_state[SCALE]
     for n in gg.nodes:
         sg.copy_node(n, vmap)
     for m in metrics:
@@ -229,11 +270,22 @@ def training_step(loss_graph: Graph, params: Any = None, optimizer: Optimizer | 
         if dname not in gg.outputs:
             raise GraphcError(f"training_step: gc.grad returned no gradient {dname!r}")
         items.append((name, vmap[gg.value(name)], vmap[gg.outputs[dname]]))
-    _, _, init, total = append_update(sg, optimizer, items, lr, step, clip_grad_norm)
+    opt_step = step
+    if scaler is not None:
+        unscaled, ok = scaler.unscale(sg, [g for _, _, g in items], amp_state)
+        items = [(n, p, u) for (n, p, _), u in zip(items, unscaled)]
+        opt_step = scaler.step_number(sg, step, amp_state)
+    _, _, init, total = append_update(sg, optimizer, items, lr, opt_step, clip_grad_norm)
+    extra = {}
     if total is not None:
-        sg.outputs = {**{m: sg.outputs[m] for m in metrics}, "grad_norm": total.value,
+        extra["grad_norm"] = total.value
+    if scaler is not None:
+        extra[SKIP_METRIC] = scaler.finish(sg, ok, amp_state).value
+        init = {**init, **scaler.initial_state()}
+    if extra:
+        sg.outputs = {**{m: sg.outputs[m] for m in metrics}, **extra,
                       **{k: v for k, v in sg.outputs.items() if k not in metrics}}
-        metrics = metrics + ["grad_norm"]
+        metrics = metrics + list(extra)
     for b, key in buffer_out.items():
         sg.set_update(update_output_name(b), vmap[gg.outputs[key]], sg.value(b))
     carried = names + list(buffer_out)

@@ -14,8 +14,10 @@ from graphc.ir.errors import GraphcError
 from graphc.ops import OPS
 from ops.op_db import OP_BY_NAME, single_op_graph
 
+# bfloat16 is declared by (nearly) every op, since the CPU build has Cast alone for it, and its
+# Python binding cannot feed bfloat16 arrays: tests/ops/test_ops_low_precision.py covers it
 DECLARED = [pytest.param(name, dtype, id=f"{name}-{dtype}") for name, op in sorted(OPS.items())
-            for dtype in op.onnxruntime_cpu_missing]
+            for dtype in op.onnxruntime_cpu_missing if dtype != "bfloat16"]
 
 
 def _float64_graphs():
@@ -99,7 +101,9 @@ def test_declared_missing_kernel_is_still_missing(name, dtype):
     assert info.skip_reason("onnxruntime", dtype), f"the op table runs {name} {dtype} on onnxruntime"
     s = info.get_samples(dtype)[0]
     g, feeds = single_op_graph(info, s, dtype)
-    with pytest.raises(Exception, match="NOT_IMPLEMENTED|Could not find an implementation"):
+    # float16 ScatterElements/ScatterND with reduction="add" fail when run ("not supported")
+    with pytest.raises(Exception, match="NOT_IMPLEMENTED|Could not find an implementation|"
+                                        "data type is not supported"):
         ort.InferenceSession(gc.to_onnx(g).SerializeToString(),
                              providers=["CPUExecutionProvider"]).run(None, feeds)
 

@@ -292,8 +292,10 @@ def test_dtype_names_are_torchs(name, want):
 def test_torch_dtypes_are_accepted():
     assert gc.spec((2,), torch.float64).dtype == "float64"
     assert nn.Linear(2, 3, dtype=torch.float64).weight.dtype == np.float64
-    with pytest.raises(gc.GraphBuildError, match="float16"):
-        gc.spec((2,), torch.float16)
+    assert gc.spec((2,), torch.float16).dtype == "float16"
+    assert gc.spec((2,), torch.bfloat16).dtype == "bfloat16"
+    with pytest.raises(gc.GraphBuildError, match="complex64"):
+        gc.spec((2,), torch.complex64)
 
 
 def test_none_in_a_spec_is_an_anonymous_symbolic_dim():

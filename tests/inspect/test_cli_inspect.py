@@ -18,6 +18,7 @@ def test_show_writes_dot_and_html(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"wrote {dot}" in out and f"wrote {page}" in out
     assert dot.read_text().startswith("digraph") and "<svg" in page.read_text()
+    assert 'id="graphc-data"' in page.read_text()       # the interactive viewer
 
 
 def test_show_grad_of_an_onnx_file(tmp_path, capsys):

@@ -8,7 +8,8 @@ import stat
 import pytest
 
 import graphc as gc
-from graphc.inspect import layout_svg, to_dot, to_html, to_svg
+from graphc.inspect import layout_svg, to_dot, to_svg
+from graphc.inspect import to_static_html as to_html
 from graphc.inspect.draw import STYLE
 
 

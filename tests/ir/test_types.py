@@ -37,7 +37,10 @@ def test_round_trip_property(shape, dtype):
 
 
 def test_dtypes_accept_numpy_names_and_short_forms():
-    assert DTYPES == ("float32", "float64", "int32", "int64", "bool")
+    assert DTYPES == ("float32", "float64", "float16", "bfloat16", "int32", "int64", "bool")
+    assert TensorType((1,), "bf16").dtype == "bfloat16"
+    assert str(TensorType((2,), "float16")) == "f16[2]"
+    assert parse_type("bf16[N, 3]") == TensorType(("N", 3), "bfloat16")
     assert TensorType((1,), np.float32).dtype == "float32"
     assert TensorType((1,), np.dtype("int64")).dtype == "int64"
     assert TensorType((1,), "f64").dtype == "float64"
@@ -45,9 +48,10 @@ def test_dtypes_accept_numpy_names_and_short_forms():
     assert canonical_dtype(np.int32) == "int32"
 
 
-@pytest.mark.parametrize("bad", ["float16", "complex64", "uint8", "nonsense"])
+@pytest.mark.parametrize("bad", ["complex64", "uint8", "nonsense"])
 def test_unsupported_dtype_is_a_clear_error(bad):
-    with pytest.raises(TypeError, match="graphc supports float32, float64, int32, int64, bool"):
+    with pytest.raises(TypeError, match="graphc supports float32, float64, float16, bfloat16, "
+                                        "int32, int64, bool"):
         TensorType((2,), bad)
 
 

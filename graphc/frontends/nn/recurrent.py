@@ -1,4 +1,5 @@
-"""Recurrent layers RNN, LSTM, GRU (and their cells), unrolled over a static sequence length.
+"""Recurrent layers RNN, LSTM, GRU (and their cells): a `gc.scan` over time (default), or
+unrolled over a static sequence length with ``unroll=True``.
 
 Parameter names, shapes and gate orders are PyTorch's: ``weight_ih_l{k}`` (G*H, in),
 ``weight_hh_l{k}`` (G*H, H), ``bias_ih_l{k}``, ``bias_hh_l{k}`` (``_reverse`` for the backward
@@ -28,15 +29,19 @@ def _chunks(x: Tensor, n: int) -> list[Tensor]:
     return [x[..., i * h:(i + 1) * h] for i in range(n)]
 
 
-def _rnn_step(mode: str, xp: Tensor, h: Tensor | None, c: Tensor | None, w_hh, b_hh
-              ) -> tuple[Tensor, Tensor | None]:
+def _rnn_step(mode: str, xp: Tensor, h: Tensor | None, c: Tensor | None, w_hh, b_hh,
+              w_hh_t: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
     """One time step given the input projection xp = x W_ih^T + b_ih (+ b_hh except for GRU).
 
-    h = None means a zero state (the first step without an initial state).
+    h = None means a zero state (the first step without an initial state). `w_hh_t` is W_hh^T
+    made once outside a loop (else each step transposes W_hh).
     """
     if mode == "GRU":
         xr, xz, xn = _chunks(xp, 3)
-        if h is not None:
+        if h is not None and w_hh_t is not None:
+            hh = dsl.matmul(h, w_hh_t)
+            hr, hz, hn = _chunks(hh + b_hh if b_hh is not None else hh, 3)
+        elif h is not None:
             hr, hz, hn = _chunks(F.linear(h, w_hh, b_hh), 3)
         elif b_hh is not None:  # a zero state contributes only the bias
             hr, hz, hn = _chunks(dsl._tensor(b_hh), 3)
@@ -47,7 +52,8 @@ def _rnn_step(mode: str, xp: Tensor, h: Tensor | None, c: Tensor | None, w_hh, b
         n = dsl.tanh(xn + r * hn)
         h_new = n - z * n if h is None else n + z * (h - n)  # (1 - z) n + z h
         return h_new, None
-    gates = xp if h is None else xp + dsl.matmul(h, dsl.transpose(w_hh))
+    gates = xp if h is None else xp + dsl.matmul(h, w_hh_t if w_hh_t is not None
+                                                 else dsl.transpose(w_hh))
     if mode == "LSTM":
         i, f, g, o = _chunks(gates, 4)
         i, f, g, o = dsl.sigmoid(i), dsl.sigmoid(f), dsl.tanh(g), dsl.sigmoid(o)
@@ -61,10 +67,13 @@ class _RNNBase(Module):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 dtype: str = "float32"):
+                 dtype: str = "float32", unroll: bool = False):
         super().__init__()
         self.input_size, self.hidden_size = int(input_size), int(hidden_size)
         self.num_layers, self.bias, self.batch_first = int(num_layers), bias, batch_first
+        #: False (default): each direction of each layer is one `gc.scan` (the graph's size does
+        #: not depend on the sequence length); True: one block of nodes per time step
+        self.unroll = bool(unroll)
         self.dropout, self.bidirectional = float(dropout), bidirectional
         dirs = 2 if bidirectional else 1
         gh = _GATES[self.mode] * hidden_size
@@ -96,6 +105,8 @@ class _RNNBase(Module):
             b = b_ih
         xp = F.linear(x, w_ih, b)  # (N, L, G*H) or (L, N, G*H), all steps at once
         t_axis = 1 if self.batch_first else 0
+        if not self.unroll:
+            return self._scan_direction(xp, w_hh, b_hh, h0, c0, reverse)
         steps = x.shape[t_axis]
         h, c = h0, c0
         outs: list[Tensor] = [None] * steps  # type: ignore[list-item]
@@ -110,17 +121,47 @@ class _RNNBase(Module):
             outs[t] = h
         return dsl.stack(outs, t_axis), h, c
 
+    def _scan_direction(self, xp: Tensor, w_hh, b_hh, h0, c0, reverse: bool):
+        """One direction as a `gc.scan` over time: the body is one step, the graph does not
+        grow with the sequence length (which may be symbolic)."""
+        from ..control import scan
+        if self.batch_first:
+            xp = dsl.transpose(xp, (1, 0, 2))
+        n, dt, hs = xp.shape[1], xp.dtype, self.hidden_size
+        zero = dsl.broadcast_to(dsl.constant(np.zeros((), dt)), (n, hs))
+        h = dsl._tensor(h0) if h0 is not None else zero
+        w_t = dsl.transpose(dsl._tensor(w_hh))  # once, outside the loop
+        bh = dsl._tensor(b_hh) if b_hh is not None else None
+        mode = self.mode
+        if mode == "LSTM":
+            c = dsl._tensor(c0) if c0 is not None else zero
+
+            def lstm_step(carry, xt):
+                h_new, c_new = _rnn_step(mode, xt, carry[0], carry[1], None, bh, w_t)
+                return (h_new, c_new), h_new
+            (h, c), ys = scan(lstm_step, (h, c), xp, reverse=reverse)
+        else:
+            def rnn_step(hc, xt):
+                h_new, _ = _rnn_step(mode, xt, hc, None, None, bh, w_t)
+                return h_new, h_new
+            h, ys = scan(rnn_step, h, xp, reverse=reverse)
+            c = None
+        if self.batch_first:
+            ys = dsl.transpose(ys, (1, 0, 2))
+        return ys, h, c
+
     def forward(self, input, hx=None):
         """Returns (output, h_n) (LSTM: (output, (h_n, c_n))).
 
         Args:
-            input: (N, L, input_size) if batch_first else (L, N, input_size); L must be static.
+            input: (N, L, input_size) if batch_first else (L, N, input_size); L may be symbolic
+                (it must be static with ``unroll=True``).
             hx: initial state(s), (num_layers * dirs, N, hidden_size); zeros if None.
         """
         order = "(N, L, {})" if self.batch_first else "(L, N, {})"
         x = self.check_input(input, (3,), {2: self.input_size}, order.format(self.input_size))
         t_axis = 1 if self.batch_first else 0
-        if not isinstance(x.shape[t_axis], int):
+        if self.unroll and not isinstance(x.shape[t_axis], int):
             raise GraphBuildError(f"{user_frame()}: {self.layer_name()}: the sequence length must be "
                                   f"static to unroll, got {tuple(x.shape)}")
         dirs = 2 if self.bidirectional else 1
@@ -163,13 +204,14 @@ class RNN(_RNNBase):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
-                 dropout: float = 0.0, bidirectional: bool = False, dtype: str = "float32"):
+                 dropout: float = 0.0, bidirectional: bool = False, dtype: str = "float32",
+                 unroll: bool = False):
         if nonlinearity not in ("tanh", "relu"):
             raise GraphBuildError(f"{user_frame()}: RNN: nonlinearity must be 'tanh' or 'relu'")
         object.__setattr__(self, "mode", "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU")
         object.__setattr__(self, "nonlinearity", nonlinearity)
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, dtype)
+                         bidirectional, dtype, unroll)
 
 
 class LSTM(_RNNBase):
