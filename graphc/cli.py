@@ -28,6 +28,30 @@ def _demo_names() -> list[str]:
     return list(DEMOS)
 
 
+def _attribute_of_file(target: str, expected: str) -> Any:
+    """The object `name` of the Python file in a `path/to/file.py:name` target (the file is run).
+
+    Raises:
+        ValueError: not of that form (naming `expected`), no such file, or no such attribute.
+    """
+    path, sep, name = target.rpartition(":")
+    if not sep or not path.endswith(".py"):
+        raise ValueError(f"cannot read {target!r}: expected {expected}")
+    spec = importlib.util.spec_from_file_location(Path(path).stem, path)
+    if spec is None or spec.loader is None or not Path(path).is_file():
+        raise ValueError(f"{path}: no such Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(Path(path).resolve().parent))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.pop(0)
+    obj = getattr(module, name, None)
+    if obj is None:
+        raise ValueError(f"{path} has no attribute {name!r}")
+    return obj
+
+
 def load_graph(target: str) -> Any:
     """The Graph named by a CLI target: a built-in model, `file.py:function`, or a .graph text file.
 
@@ -42,22 +66,8 @@ def load_graph(target: str) -> Any:
         from .frontends.parser import parse_graph
         # `show` only displays: a constant the text elides is drawn as zeros, not run
         return parse_graph(Path(target).read_text(), elided="zeros")
-    path, sep, func = target.rpartition(":")
-    if not sep or not path.endswith(".py"):
-        raise ValueError(f"cannot read {target!r}: expected one of {', '.join(models.MODELS)}, "
-                         "path/to/file.py:function, a .graph file or an .onnx file")
-    spec = importlib.util.spec_from_file_location(Path(path).stem, path)
-    if spec is None or spec.loader is None or not Path(path).is_file():
-        raise ValueError(f"{path}: no such Python file")
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(Path(path).resolve().parent))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.pop(0)
-    obj = getattr(module, func, None)
-    if obj is None:
-        raise ValueError(f"{path} has no attribute {func!r}")
+    obj = _attribute_of_file(target, f"one of {', '.join(models.MODELS)}, path/to/file.py:function, "
+                             "a .graph file or an .onnx file")
     if hasattr(obj, "graph") and isinstance(obj.graph, Graph):  # @gc.function
         return obj.graph
     if isinstance(obj, Graph):
@@ -225,21 +235,7 @@ def _load_object(target: str) -> Any:
     """What `file.py:name` names: a Trainer, a step or loss Graph, or a gc.function; a function
     returning one of those is called."""
     from .ir.graph import Graph
-    path, sep, name = target.rpartition(":")
-    if not sep or not path.endswith(".py"):
-        raise ValueError(f"cannot read {target!r}: expected digits or path/to/file.py:name")
-    spec = importlib.util.spec_from_file_location(Path(path).stem, path)
-    if spec is None or spec.loader is None or not Path(path).is_file():
-        raise ValueError(f"{path}: no such Python file")
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(Path(path).resolve().parent))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.pop(0)
-    obj = getattr(module, name, None)
-    if obj is None:
-        raise ValueError(f"{path} has no attribute {name!r}")
+    obj = _attribute_of_file(target, "digits or path/to/file.py:name")
     usable = lambda o: isinstance(o, Graph) or hasattr(o, "step_graph") or isinstance(  # noqa: E731
         getattr(o, "graph", None), Graph)
     if not usable(obj) and callable(obj):
