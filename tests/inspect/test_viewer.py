@@ -112,8 +112,11 @@ def test_search_by_source_line_finds_and_reveals_the_node(lenet_step, lenet_page
 
 @pytest.mark.slow
 @needs_chromium
-def test_a_5000_node_step_opens_fast_with_nodes_visible(tmp_path):
-    step = gc.training_step(gc.models.mlp((4,) * 420 + (3,), seed=0), None, optim.SGD(0.1))
+@pytest.mark.parametrize("model", ["lstm_unrolled", "deep_mlp"])
+def test_a_5000_node_step_opens_fast_with_nodes_visible(tmp_path, model):
+    g = (gc.models.lstm(steps=120, unroll=True) if model == "lstm_unrolled"
+         else gc.models.mlp((4,) * 420 + (3,), seed=0))
+    step = gc.training_step(g, None, optim.SGD(0.1))
     entries = len(step.nodes) + len(step.inputs)
     assert entries >= 5000
     path = gc.inspect.to_html(step, tmp_path / "big.html", {"N": 8})
