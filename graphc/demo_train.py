@@ -19,32 +19,17 @@ TARGET_ACCURACY = 0.96
 
 def load_digits_split(seed: int = 0) -> tuple[dict, dict]:
     """The 8x8 digits shipped with graphc (scikit-learn's), pixels scaled to [0, 1], split 80/20."""
-    from .datasets import load_digits_arrays
-    from .runtime.data import train_test_split
-    images, target = load_digits_arrays()
-    data = {"x": (images.reshape(len(images), 64) / 16.0).astype(np.float32),
-            "y": target.astype(np.int64)}
-    return train_test_split(data, 0.2, seed=seed)
+    from .runtime.bundle_serve import digits_split
+    return digits_split(seed)
 
 
 def train_digits_mlp(epochs: int = 20, batch_size: int = 32, seed: int = 0, device: str = "cpu",
                      backend: str = "onnxruntime", progress: bool = True):
     """Builds and trains the model; returns (model, loss_fn, trainer, history, train, test)."""
-    import graphc as gc
-    from graphc import nn, optim
-    train, test = load_digits_split(seed)
-    gc.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
-
-    @gc.function(x=gc.spec(("N", 64)), y=gc.spec(("N",), "int64"))
-    def loss_fn(x, y):
-        logits = model(x)
-        return {"loss": nn.cross_entropy(logits, y), "logits": logits}
-    steps = epochs * -(-len(train["y"]) // batch_size)
-    trainer = gc.Trainer(loss_fn, model, optimizer=optim.Adam(3e-3), backend=backend, device=device,
-                         schedule=optim.schedules.cosine(3e-3, steps), seed=seed, progress=progress)
+    from .runtime.bundle_serve import digits_trainer
+    trainer, train, test = digits_trainer(epochs, batch_size, seed, progress, backend, device)
     history = trainer.fit(train, epochs=epochs, batch_size=batch_size, validation=test, seed=seed)
-    return model, loss_fn, trainer, history, train, test
+    return trainer.model, trainer.loss_fn, trainer, history, train, test
 
 
 def main(batch: int | None = None, seed: int = 0, out_dir: str | os.PathLike | None = None,

@@ -5,16 +5,14 @@ a mistake is reported where the user wrote it.
 """
 from __future__ import annotations
 
-import builtins
 from typing import Any, Sequence
 
 import numpy as np
 
 from ..ir.errors import GraphBuildError, user_frame
 from ..ir.graph import Graph, Value, current_graph, set_value_adapter
-from ..ir.types import Dim, TensorType, canonical_dtype, dim_divide, dim_product, normalize_dim
+from ..ir.types import Dim, TensorType, canonical_dtype, normalize_dim
 from ..ops.base import Op, get_op, norm_axis
-from ..ops.shape import INT_MAX
 
 
 class Tensor:
@@ -264,7 +262,7 @@ class Tensor:
             if isinstance(a, Tensor):
                 dtype = a.dtype
             elif _is_device(a):
-                device = a
+                continue  # where a graph runs is chosen at compile time
             else:
                 dtype = a
         return self if dtype is None else cast(self, dtype)

@@ -27,28 +27,35 @@ from .bundle import js_dir
 DEFAULT_ORT = Path(".ci") / "node" / "node_modules" / "onnxruntime-web" / "dist"
 
 
-def digits_trainer(epochs: int = 10, batch_size: int = 32, seed: int = 0, progress: bool = False):
+def digits_split(seed: int = 0) -> tuple[dict, dict]:
+    """The 8x8 digits shipped with graphc, x (N, 64) float32 in [0, 1] and y int64, split 80/20
+    with `seed` (the split `graphc demo mlp` trains and tests on)."""
+    from ..datasets import load_digits_arrays
+    from .data import train_test_split
+    images, target = load_digits_arrays()
+    data = {"x": (images.reshape(len(images), 64) / 16.0).astype(np.float32),
+            "y": target.astype(np.int64)}
+    return train_test_split(data, 0.2, seed=seed)
+
+
+def digits_trainer(epochs: int = 10, batch_size: int = 32, seed: int = 0, progress: bool = False,
+                   backend: str = "onnxruntime", device: str = "cpu"):
     """The digits MLP of `graphc demo mlp` (64-128-10, Adam 3e-3, cosine over `epochs`), untrained.
 
     Returns (trainer, train, test): train and test are {"x", "y"} numpy arrays (80/20 split).
     """
     import graphc as gc
     from graphc import nn, optim
-    from ..datasets import load_digits_arrays
-    from .data import train_test_split
-    images, target = load_digits_arrays()
-    data = {"x": (images.reshape(len(images), 64) / 16.0).astype(np.float32),
-            "y": target.astype(np.int64)}
-    train, test = train_test_split(data, 0.2, seed=seed)
+    train, test = digits_split(seed)
     gc.manual_seed(seed)
     model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
 
     @gc.function(x=gc.spec(("N", 64)), y=gc.spec(("N",), "int64"))
-    def digits_mlp(x, y):
+    def loss_fn(x, y):
         logits = model(x)
         return {"loss": nn.cross_entropy(logits, y), "logits": logits}
     steps = epochs * -(-len(train["y"]) // batch_size)
-    trainer = gc.Trainer(digits_mlp, model, optimizer=optim.Adam(3e-3),
+    trainer = gc.Trainer(loss_fn, model, optimizer=optim.Adam(3e-3), backend=backend, device=device,
                          schedule=optim.schedules.cosine(3e-3, steps), seed=seed, progress=progress)
     return trainer, train, test
 
@@ -56,12 +63,7 @@ def digits_trainer(epochs: int = 10, batch_size: int = 32, seed: int = 0, progre
 def digits_safetensors(seed: int = 0) -> bytes:
     """The digits split as safetensors bytes: x.train, y.train, x.test, y.test."""
     from safetensors.numpy import save
-    from ..datasets import load_digits_arrays
-    from .data import train_test_split
-    images, target = load_digits_arrays()
-    data = {"x": (images.reshape(len(images), 64) / 16.0).astype(np.float32),
-            "y": target.astype(np.int64)}
-    train, test = train_test_split(data, 0.2, seed=seed)
+    train, test = digits_split(seed)
     return save({"x.train": np.ascontiguousarray(train["x"]), "y.train": np.ascontiguousarray(train["y"]),
                  "x.test": np.ascontiguousarray(test["x"]), "y.test": np.ascontiguousarray(test["y"])})
 

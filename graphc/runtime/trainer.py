@@ -15,7 +15,6 @@ import functools
 import math
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -31,6 +30,7 @@ from ..optim.loss_scaling import SKIP_METRIC as _SKIP
 from ..optim.schedules import as_schedule
 from .checkpoint import (CheckpointError, check_compatible, load_latest, remove_leftovers,
                          save_checkpoint)
+from .early_stopping import EarlyStopping
 from .data import batches, check_batch_size, named_data, num_batches, num_examples
 from .history import History
 from .metrics import prune, with_metrics
@@ -91,31 +91,6 @@ def _sync_on_exit(fit: Callable) -> Callable:
                                  f"{again!r})")
             raise
     return guarded
-
-
-@dataclass
-class EarlyStopping:
-    """Stops `fit` when `monitor` has not improved by `min_delta` for `patience` epochs.
-
-    Attributes:
-        monitor: a history key ("val_loss" by default; falls back to "loss" without validation).
-        patience: epochs without improvement before stopping.
-        min_delta: the smallest change that counts as an improvement.
-        mode: "min", "max", or "auto" (max for names containing "acc").
-        restore_best: put back the parameters of the best epoch when stopping.
-    """
-
-    monitor: str = "val_loss"
-    patience: int = 3
-    min_delta: float = 0.0
-    mode: str = "auto"
-    restore_best: bool = True
-
-    def better(self, new: float, best: float | None) -> bool:
-        mx = self.mode == "max" or (self.mode == "auto" and "acc" in self.monitor)
-        if best is None:
-            return True
-        return new > best + self.min_delta if mx else new < best - self.min_delta
 
 
 def _graph_of(loss_fn: Any) -> Graph:
