@@ -7,6 +7,12 @@ same TVM step compiled with TVM's default (untuned) pipeline, the floor this bac
 
     python bench/bench_tvm.py                    # wall clock, all cores
     python bench/bench_tvm.py --single-thread    # CPU time of one thread: steadier on a busy box
+    python bench/bench_tvm.py --ab               # also TVM with symbolic shapes, and untuned
+
+graphc + TVM is the default stepper: a static-shape module for the batch size, graphc's schedule
+rules, and the shipped MetaSchedule records where they match (graphc/backends/tvm_tuned).
+`--ab` adds, interleaved in the same process, the same step with `static_shapes=False` (one
+module for every batch size) and with GRAPHC_TVM_TUNED=0 (graphc's rules only).
 
 Results are printed and written between markers into bench/results_tvm.md; nothing is asserted.
 """
@@ -144,7 +150,22 @@ def import_time() -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def run(rounds: int, seconds: float, untuned: bool) -> tuple[dict, dict]:
+def untuned_graphc_step(step_graph, batch):
+    """graphc + TVM without the shipped MetaSchedule records (GRAPHC_TVM_TUNED=0)."""
+    old = os.environ.get("GRAPHC_TVM_TUNED")
+    os.environ["GRAPHC_TVM_TUNED"] = "0"
+    try:
+        st = gc.make_stepper(step_graph, "tvm")
+        st.step(batch, LR)  # compiles now, while the switch is off
+    finally:
+        if old is None:
+            del os.environ["GRAPHC_TVM_TUNED"]
+        else:
+            os.environ["GRAPHC_TVM_TUNED"] = old
+    return lambda: float(st.step(batch, LR)["loss"])
+
+
+def run(rounds: int, seconds: float, untuned: bool, ab: bool = False) -> tuple[dict, dict]:
     rates: dict = {}
     compiles: dict = {}
     for name, (g, batch) in models().items():
@@ -153,6 +174,10 @@ def run(rounds: int, seconds: float, untuned: bool) -> tuple[dict, dict]:
         ort_opts = {"threads": 1} if SINGLE else {}
         impls = {"graphc + TVM": graphc_step(step_graph, batch, "tvm"),
                  "graphc + onnxruntime": graphc_step(step_graph, batch, "onnxruntime", **ort_opts)}
+        if ab:
+            impls["graphc + TVM, symbolic shapes"] = graphc_step(step_graph, batch, "tvm",
+                                                                 static_shapes=False)
+            impls["graphc + TVM, no tuned records"] = untuned_graphc_step(step_graph, batch)
         t = torch_step(name, batch)
         if t is not None:
             impls["PyTorch eager"] = t
@@ -175,7 +200,8 @@ def table(rates: dict, compiles: dict, rounds: int, seconds: float, imp: float) 
     lines = [f"{platform.machine()}, {os.cpu_count()} cores; apache-tvm {tvm.__version__}, "
              f"onnxruntime {onnxruntime.__version__}; {clock}; median of {rounds} interleaved runs "
              f"of ~{seconds} s in one process; 1-minute load average {load:.1f} at the end.",
-             "Command: `python bench/bench_tvm.py" + (" --single-thread" if SINGLE else "") + "`", ""]
+             "Command: `python bench/bench_tvm.py" + (" --single-thread" if SINGLE else "")
+             + (" --ab" if "--ab" in sys.argv else "") + "`", ""]
     for name, got in rates.items():
         med = {k: statistics.median(v) for k, v in got.items()}
         tvm_rate = med["graphc + TVM"]
@@ -211,9 +237,11 @@ def main(argv=None) -> None:
     p.add_argument("--single-thread", action="store_true")
     p.add_argument("--no-untuned", action="store_true", help="skip the (slow) untuned TVM step")
     p.add_argument("--no-write", action="store_true")
+    p.add_argument("--ab", action="store_true",
+                   help="also TVM with symbolic shapes and without the tuned records")
     a = p.parse_args(argv)
     imp = import_time()
-    rates, compiles = run(a.rounds, a.seconds, not a.no_untuned)
+    rates, compiles = run(a.rounds, a.seconds, not a.no_untuned, a.ab)
     text = table(rates, compiles, a.rounds, a.seconds, imp)
     print(text)
     if not a.no_write:

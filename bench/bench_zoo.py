@@ -5,6 +5,8 @@
     python bench/bench_zoo.py --frontends models,nn,nospin   # more graphc rows (see --help)
     python bench/bench_zoo.py --quick          # a smoke run: few steps, no torch.compile, no file
     python bench/bench_zoo.py --profile W3,W4  # onnxruntime per-node profile of graphc's step
+    python bench/bench_zoo.py --w3-loops       # W3 at seq 32 and 256, 1 and 2 threads: ONNX Scan
+                                               # vs unrolled lowering vs PyTorch eager, + profile
 
 CPU, float32, one full training step (forward, backward, SGD momentum 0.9) per call, on a fixed
 batch; steps per second as the median of interleaved repeats, every implementation in one process:
@@ -319,6 +321,53 @@ def profile(workload: str, steps: int = 40, top: int = 15, threads: int | None =
     return "\n".join(lines)
 
 
+# ---- the matmul ceiling -------------------------------------------------------------------------
+
+def w1_flops() -> float:
+    """Multiply-add FLOPs of one W1 training step: forward, weight gradients, input gradients
+    (none for the first layer); elementwise work not counted."""
+    _, _, kw, n = WORKLOADS["W1"]
+    prods = [a * b for a, b in zip(kw["sizes"][:-1], kw["sizes"][1:])]
+    return 2.0 * n * (2 * sum(prods) + sum(prods[1:]))
+
+
+def matmul_ceiling(threads: int | None, repeats: int = 5, seconds: float = 0.3) -> float:
+    """onnxruntime's GFLOP/s on W1's largest product, (128, 784) @ (784, 256), in this process:
+    the best a step made of such products can do (median of `repeats` runs, CLOCK time)."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+    _, _, kw, n = WORKLOADS["W1"]
+    k, m = kw["sizes"][0], kw["sizes"][1]
+    g = helper.make_graph([helper.make_node("Gemm", ["a", "b"], ["c"])], "ceiling",
+                          [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, k]),
+                           helper.make_tensor_value_info("b", TensorProto.FLOAT, [k, m])],
+                          [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, m])])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    feeds = {"a": rng.normal(size=(n, k)).astype(np.float32),
+             "b": rng.normal(size=(k, m)).astype(np.float32)}
+    sess.run(None, feeds)
+    runs = [rate(lambda: sess.run(None, feeds), seconds) for _ in range(repeats)]
+    return statistics.median(runs) * 2.0 * n * k * m / 1e9
+
+
+def ceiling_note(results: dict[str, dict], threads: int | None) -> str:
+    """W1's achieved GFLOP/s as a share of the matmul ceiling measured now, as one line."""
+    if "W1" not in results or GRAPHC not in results["W1"]["median"]:
+        return ""
+    ceiling = matmul_ceiling(threads)
+    achieved = w1_flops() * results["W1"]["median"][GRAPHC] / 1e9
+    return (f"Matmul ceiling (onnxruntime Gemm (128, 784) @ (784, 256), measured after the runs "
+            f"above): {ceiling:.1f} GFLOP/s; W1 on {GRAPHC} does {w1_flops() / 1e6:.0f} MFLOP per "
+            f"step, {achieved:.1f} GFLOP/s, {achieved / ceiling:.2f} of the ceiling.")
+
+
 # ---- the table --------------------------------------------------------------------------------
 
 def _fmt(v: float) -> str:
@@ -398,7 +447,23 @@ def main(argv: list[str] | None = None) -> None:
                     help="onnxruntime's per-node profile of graphc's step for these workloads "
                          "(comma-separated), printed and written to bench/results.md")
     ap.add_argument("--no-write", action="store_true", help="print only; leave results.md alone")
+    ap.add_argument("--w3-loops", action="store_true",
+                    help="W3 (seq 32 and 256, 1 and 2 threads) with graphc's loop lowered to an "
+                         "ONNX Scan vs unrolled vs PyTorch eager, and the Scan lowering's profile "
+                         "(bench_scan_w3.py); written to the zoo-w3-loops section")
     args = ap.parse_args(argv)
+    if args.w3_loops:
+        import bench_scan_w3
+        before = os.getloadavg()[0]
+        res = bench_scan_w3.measure([32, 256], [1, 2], args.repeats, args.seconds)
+        load = f"{before:.1f}, {os.getloadavg()[0]:.1f}"
+        text = (f"### W3 on loops (`python bench/bench_zoo.py {' '.join(sys.argv[1:])}`)\n\n"
+                + bench_scan_w3.table(res, args.repeats, args.seconds, load) + "\n\n"
+                + bench_scan_w3.profile(32))
+        print(text)
+        if not args.no_write:
+            print(f"wrote {write(text, 'w3-loops')}")
+        return
     if args.profile:
         cmd = "python bench/bench_zoo.py " + " ".join(sys.argv[1:])
         parts = [f"### Where graphc's step spends its time (`{cmd.strip()}`)", "",
@@ -432,6 +497,8 @@ def main(argv: list[str] | None = None) -> None:
                for w in args.workloads.split(",")}
     load = f"{before:.1f}, {os.getloadavg()[0]:.1f}"
     text = table(results, args, load)
+    note = ceiling_note(results, threads)
+    text = text + ("\n\n" + note if note else "")
     print("\n" + text)
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
     if not args.no_write:

@@ -1,7 +1,8 @@
 """One command that checks graphc's CUDA path on a GPU and prints one table.
 
     python bench/gpu_check.py [--workloads W1,W2,W3,W4] [--seconds 1.0] [--repeats 3]
-                              [--skip-ops] [--skip-tvm] [--write]
+                              [--skip-ops] [--skip-tvm] [--no-compile] [--no-cuda-graph]
+                              [--device cuda|cpu] [--write]
 
 On a machine with CUDA (onnxruntime-gpu's CUDAExecutionProvider, TVM's CUDA target, PyTorch CUDA:
 see ../shared/GPU.md for installing the wheels) it prints:
@@ -15,6 +16,10 @@ see ../shared/GPU.md for installing the wheels) it prints:
    `torch.autocast("cuda", torch.bfloat16)`) for graphc+onnxruntime-CUDA, graphc+TVM-CUDA,
    PyTorch eager CUDA and torch.compile, each as a ratio to PyTorch eager fp32 of the same
    workload, and the first loss of each relative to PyTorch eager fp32's.
+   graphc+onnxruntime runs its io-binding stepper with the batch already on the GPU (an OrtValue:
+   no copy per step, as PyTorch's batch stays on the GPU); "graphc+onnxruntime+cudagraph" is the
+   same step traced with a fixed batch size (`_static_batch`) and run with `cuda_graph=True`, one
+   captured CUDA graph per ping-pong parity (the batch is copied into a fixed buffer each step).
 
 Steps per second are the median of `--repeats` interleaved runs of `--seconds` each, after a
 warm-up. Every cell that fails prints its error and the table goes on. On a machine without CUDA
@@ -137,16 +142,73 @@ def op_parity(backends: list[str]) -> tuple[list[str], list[str]]:
 
 # ---- 2. training steps per second ----------------------------------------------------------------
 
-def _graphc_step(workload: str, x, y, backend: str, precision: str) -> tuple[Callable, dict]:
+def _static_batch(graph, sizes: dict[str, int]):
+    """A copy of `graph` with the symbolic dims in `sizes` ("N" -> 128) made static, in every
+    value's type and every attribute (a loop body too); checked by `graphc.ir.verify`."""
+    from graphc.ir.graph import Graph
+    from graphc.ir.types import TensorType, parse_dim
+    from graphc.ir.verify import verify
+
+    def dim(d):
+        if not isinstance(d, str):
+            return d
+        try:
+            coef, syms = parse_dim(d)
+        except Exception:  # noqa: BLE001 - a string attribute, not a dim
+            return d
+        if not syms or any(s not in sizes for s in syms):
+            return d
+        return int(coef * np.prod([sizes[s] ** k for s, k in syms.items()], dtype=np.int64))
+
+    def sub(a):
+        if isinstance(a, TensorType):
+            return TensorType(tuple(dim(d) for d in a.shape), a.dtype)
+        if isinstance(a, Graph):
+            return _static_batch(a, sizes)
+        if isinstance(a, tuple):
+            return tuple(sub(e) for e in a)
+        if isinstance(a, list):
+            return [sub(e) for e in a]
+        if isinstance(a, dict):
+            return {k: sub(v) for k, v in a.items()}
+        return dim(a)
+
+    g = Graph(graph.name)
+    g.meta, g.spec = dict(graph.meta), graph.spec
+    vmap = {}
+    for v in graph.inputs:
+        vmap[v] = g.add_input(v.name, sub(v.type), v.role, v.target, v.range)
+    for v in graph.params:
+        vmap[v] = g.add_param(v.name, v.data, v.role)
+    for n in graph.nodes:
+        vmap[n.output] = g.add_node(n.op, [vmap[i] for i in n.inputs], sub(dict(n.attrs)),
+                                    sub(n.output.type), n.output.name, n.source, n.origin)
+    g.outputs = {k: vmap[v] for k, v in graph.outputs.items()}
+    g.updates = dict(graph.updates)
+    verify(g)
+    return g
+
+
+def _graphc_step(workload: str, x, y, backend: str, precision: str, cuda_graph: bool = False
+                 ) -> tuple[Callable, dict]:
     import bench_zoo
     import zoo_peers
     _, builder, kw, _ = bench_zoo.WORKLOADS[workload]
     g = getattr(gc.models, builder)(**kw)
     params = {p.name: np.array(p.data) for p in g.params}
+    if cuda_graph:
+        g = _static_batch(g, {"N": len(x)})
     sg = gc.training_step(g, optimizer=optim.SGD(zoo_peers.LR, momentum=zoo_peers.MOM),
                           precision=precision)
-    st = gc.make_stepper(sg, backend, device=DEVICE)
+    options = {}
+    if cuda_graph:  # on the CPU (a dry run) the same fixed-buffer path, without the capture
+        options = {"cuda_graph": True} if DEVICE == "cuda" else {"fixed_buffers": True}
+    st = gc.make_stepper(sg, backend, device=DEVICE, **options)
     batch = {"x": x, "y": y}
+    if backend == "onnxruntime" and DEVICE == "cuda":  # on the GPU once, as PyTorch's batch is
+        import onnxruntime as ort
+        batch = {k: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v), "cuda", 0)
+                 for k, v in batch.items()}
 
     def step() -> float:
         return float(st.step(batch, zoo_peers.LR)["loss"])
@@ -208,7 +270,8 @@ def bench(workloads: list[str], impls: list[str], seconds: float, repeats: int
                 try:
                     if impl.startswith("graphc"):
                         backend = "onnxruntime" if "onnxruntime" in impl else "tvm"
-                        s, p = _graphc_step(w, x, y, backend, prec)
+                        s, p = _graphc_step(w, x, y, backend, prec,
+                                            cuda_graph=impl.endswith("+cudagraph"))
                         params = params or p
                     else:
                         if params is None:
@@ -266,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-ops", action="store_true")
     ap.add_argument("--skip-tvm", action="store_true")
     ap.add_argument("--no-compile", action="store_true", help="leave torch.compile out")
+    ap.add_argument("--no-cuda-graph", action="store_true",
+                    help="leave out graphc+onnxruntime with cuda_graph=True")
     ap.add_argument("--write", action="store_true", help="write the table into bench/results.md")
     ap.add_argument("--device", default="cuda", choices=("cuda", "cpu"),
                     help="cpu: a dry run of this script on the CPU (numbers mean nothing)")
@@ -294,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
             lines += ["Failures:", "", *[f"- {f}" for f in failures], ""]
         print(f"  op parity done ({time.perf_counter() - t0:.0f} s)", flush=True)
     impls = [f"graphc+{b}" for b in backends]
+    if "onnxruntime" in backends and not args.no_cuda_graph:
+        impls.insert(1, "graphc+onnxruntime+cudagraph")
     if status["torch"] is None:
         impls += ["PyTorch eager"] + ([] if args.no_compile else ["torch.compile"])
     rows, errors = bench(args.workloads.split(","), impls, args.seconds, args.repeats)

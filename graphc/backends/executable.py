@@ -17,7 +17,8 @@ from ..ir.graph import Graph
 class Executable:
     """A compiled graph. Call it with numpy arrays by input name; get {output name: array}.
 
-    Parameters are bound from their initial values unless fed by name.
+    Parameters are bound from their initial values unless fed by name. A backend may accept more
+    (onnxruntime: device arrays such as OrtValues, bound without a copy; `outputs="ortvalue"`).
     """
 
     #: the name of the backend that made it (set by each backend's subclass)

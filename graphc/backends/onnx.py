@@ -1,4 +1,8 @@
-"""ONNX lowering and onnxruntime execution: the only module that imports onnx / onnxruntime."""
+"""ONNX lowering and export; with onnx_session.py, the only modules that import onnx / onnxruntime.
+
+onnxruntime execution (sessions, `OnnxExecutable`, `OrtStepper`, the backend registration) is in
+`graphc.backends.onnx_session`; its public names are re-exported here.
+"""
 from __future__ import annotations
 
 import os
@@ -10,9 +14,6 @@ from ..ir.errors import GraphcError
 from ..ir.graph import Graph, Node
 from ..ir.printer import node_in_context
 from ..ir.types import TensorType, parse_dim
-from .base import Backend, register_backend
-from .executable import Executable
-from .stepper import Stepper
 
 DEFAULT_OPSET = 18
 #: the ai.onnx opsets graphc writes; each is tested with onnx.checker (full_check) and with
@@ -28,7 +29,10 @@ def _onnx():
     return onnx
 
 
-_DTYPE = {"float32": 1, "int32": 6, "int64": 7, "bool": 9, "float16": 10, "float64": 11, "bfloat16": 16}
+_DTYPE = {"float32": 1, "int32": 6, "int64": 7, "bool": 9, "float16": 10, "float64": 11, "bfloat16": 16,
+          "uint8": 2, "int8": 3, "uint16": 4, "int16": 5, "uint32": 12, "uint64": 13,
+          "float8_e4m3fn": 17, "float8_e4m3fnuz": 18, "float8_e5m2": 19, "float8_e5m2fnuz": 20,
+          "uint4": 21, "int4": 22, "float4_e2m1fn": 23, "float8_e8m0fnu": 24, "uint2": 25, "int2": 26}
 
 
 class OnnxEmitter:
@@ -342,224 +346,8 @@ def _lower_node(e: OnnxEmitter, node: Node, ins: list[str]) -> str:
     return e.op("Cast", [out], to=_DTYPE["bfloat16"]) if low_out else out
 
 
-def missing_cpu_kernels(graph: Graph) -> list[Node]:
-    """The nodes onnxruntime's CPU build has no kernel for: their op lists the node's output dtype
-    in `onnxruntime_cpu_missing` (float64 erf, conv2d, conv_transpose2d, avg_pool2d, ...), or the
-    op lists bfloat16 and takes a bfloat16 input (a bfloat16 comparison has a bool output)."""
-    return [n for n in graph.nodes if n.output.type.dtype in n.op.onnxruntime_cpu_missing
-            or ("bfloat16" in n.op.onnxruntime_cpu_missing
-                and any(v.type.dtype == "bfloat16" for v in n.inputs))]
-
-
-def check_kernels(graph: Graph, device: str) -> None:
-    """Raises a GraphcError naming every node (op, dtype, source line) that onnxruntime cannot run
-    on `device`, before a session is created; the CUDA provider has those kernels.
-
-    Example: a float64 `gelu` (erf) on the CPU is refused, with the numpy and TVM backends
-    suggested.
-    """
-    if device == "cuda":
-        return
-    missing = missing_cpu_kernels(graph)
-    if not missing:
-        return
-    lines = "\n".join(f"  {n.source or '?'}: {n.op.name} on {n.output.type.dtype} (%{n.output.name})"
-                      for n in missing)
-    ops = ", ".join(sorted({f"{n.op.name} ({n.output.type.dtype})" for n in missing}))
-    f64 = " or in float32" if all(n.output.type.dtype == "float64" for n in missing) else ""
-    raise GraphcError(
-        f"graph {graph.name!r}: onnxruntime's CPU build has no kernel for {ops}; "
-        f"{len(missing)} node(s) would fail with NOT_IMPLEMENTED:\n{lines}\n"
-        f"run this graph with backend='numpy' or backend='tvm' (or onnxruntime on device='cuda'{f64})")
-
-
-def ort_providers(device: str) -> list[str]:
-    """onnxruntime providers for `device`; raises if CUDA is asked for but not available."""
-    import onnxruntime as ort
-    if device == "cuda":
-        avail = ort.get_available_providers()
-        if "CUDAExecutionProvider" not in avail:
-            raise GraphcError("device='cuda' needs onnxruntime with the CUDA provider, but this "
-                              f"onnxruntime has only {', '.join(avail)}; install onnxruntime-gpu "
-                              "(see README: 'CUDA') or use device='cpu'")
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
-
-
-#: how the onnxruntime backend lowers graphc loops by default: "scan" (an ONNX Scan) or "unroll"
-#: (the body repeated per step where the trip count is static). W3 (LSTM seq 32, training step,
-#: 1 thread) on a shared 2-core CPU, steps/s, four interleaved runs, Scan vs unroll: 37.7/39.0,
-#: 42.4/37.5, 51.8/46.2, 57.8/55.1 (bench/bench_scan_w3.py; noise ~1.3x): Scan is no slower.
-#: `gc.export_onnx` always writes Scan
-ONNXRUNTIME_LOOPS = "scan"
-
-
-class OnnxExecutable(Executable):
-    """Runs a graph on onnxruntime (CPU or CUDA). Parameters can be fed like inputs."""
-
-    backend = "onnxruntime"
-
-    def __init__(self, graph: Graph, device: str = "cpu", opset: int | None = None,
-                 session_options: Any = None, loops: str = ONNXRUNTIME_LOOPS):
-        super().__init__(graph, device)
-        import onnxruntime as ort
-        check_kernels(graph, device)
-        self.model = to_onnx(graph, opset, params_as_inputs=True, loops=loops)
-        opts = session_options or ort.SessionOptions()
-        if session_options is None:
-            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            opts.log_severity_level = 3
-        self.session = ort.InferenceSession(self.model.SerializeToString(), opts,
-                                            providers=ort_providers(device))
-
-    def _run(self, feeds, bindings):
-        return self.session.run(self.output_names, feeds)
-
-
-# ---- training: a Stepper on onnxruntime with io binding ----------------------------------------
-
-class OrtStepper(Stepper):
-    """Runs a training-step graph on onnxruntime; parameters and state stay in OrtValues.
-
-    Two sets of OrtValues (A and B) hold the parameters and optimizer state, on the session's
-    device. Two IOBindings are built once: one reads A and writes B, the other reads B and writes
-    A; a step rebinds only the batch and updates the step/lr scalars in place, runs, and flips
-    parity. No per-step graph rebuild, no per-step Python loop over parameters, and on CUDA only
-    the batch and the metrics cross the bus.
-    """
-
-    backend = "onnxruntime"
-
-    def __init__(self, graph: Graph, device: str = "cpu", seed: int = 0, opset: int | None = None,
-                 session_options: Any = None, threads: int | None = None, spin: bool | None = None,
-                 loops: str = ONNXRUNTIME_LOOPS):
-        """`threads` sets onnxruntime's intra-op threads; `spin=False` stops its idle threads from
-        spin-waiting, which doubled throughput on an oversubscribed 2-core machine here (and
-        costs a little latency on an idle one). `loops` is `to_onnx`'s (scan or unroll)."""
-        super().__init__(graph, device, seed)
-        import onnxruntime as ort
-        self._ort = ort
-        check_kernels(graph, device)
-        self.model = to_onnx(graph, opset, loops=loops)
-        opts = session_options or ort.SessionOptions()
-        if session_options is None:
-            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            opts.log_severity_level = 3
-        if threads is not None:
-            opts.intra_op_num_threads = int(threads)
-        if spin is not None:
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-        self.session = ort.InferenceSession(self.model.SerializeToString(), opts,
-                                            providers=ort_providers(device))
-        dev = "cuda" if device == "cuda" else "cpu"
-        spec = self.spec
-        ov = ort.OrtValue
-        carried = spec.carried
-        # copies: on the CPU an OrtValue made from numpy shares its memory, and these get written
-        bufs_a = {n: ov.ortvalue_from_numpy(np.array(spec.initial[n], copy=True, order="C"), dev, 0)
-                  for n in carried}
-        bufs_b = {n: ov.ortvalue_from_shape_and_type(spec.initial[n].shape, spec.initial[n].dtype, dev, 0)
-                  for n in carried}
-        self._bufs = (bufs_a, bufs_b)
-        self._step_host = np.zeros((), np.int64)
-        self._lr_host = np.zeros((), self._lr_dtype)
-        self._step_ov = ov.ortvalue_from_numpy(self._step_host)
-        self._lr_ov = ov.ortvalue_from_numpy(self._lr_host)
-        self._seed_host = np.asarray(self.seed, np.int64)
-        self._seed_ov = ov.ortvalue_from_numpy(self._seed_host)
-        # on the CPU these OrtValues share memory with their numpy arrays, so a step writes the
-        # step/lr scalars and reads the metrics without a call into onnxruntime; checked, not assumed
-        self._step_host[()] = 1
-        self._shared = bool(self._step_ov.numpy()[()] == 1)
-        out_of = {src: o for o, src in spec.updates.items()}
-        self._metric_ov, self._metric_host = {}, {}
-        for m in spec.metrics:
-            t = graph.outputs[m].type
-            if t.is_static:
-                host = np.zeros(tuple(int(d) for d in t.shape), t.dtype)
-                self._metric_host[m] = host
-                self._metric_ov[m] = ov.ortvalue_from_numpy(host)
-            else:
-                self._metric_ov[m] = None
-        self._bindings = []
-        for src, dst in ((bufs_a, bufs_b), (bufs_b, bufs_a)):
-            b = self.session.io_binding()
-            for n in carried:
-                b.bind_ortvalue_input(n, src[n])
-                b.bind_ortvalue_output(out_of[n], dst[n])
-            b.bind_ortvalue_input(spec.step, self._step_ov)
-            b.bind_ortvalue_input(spec.lr, self._lr_ov)
-            if spec.rng_seed:
-                b.bind_ortvalue_input(spec.rng_seed, self._seed_ov)
-            for m, mv in self._metric_ov.items():
-                if mv is None:
-                    b.bind_output(m, "cpu")
-                else:
-                    b.bind_ortvalue_output(m, mv)
-            self._bindings.append(b)
-        self._bound_outputs = [out_of[n] for n in carried] + list(self._metric_ov)
-        self._parity = 0
-        self._can_rollback = False
-        self._dynamic_metrics = any(mv is None for mv in self._metric_ov.values())
-
-    def _step(self, batch, lr):
-        b = self._bindings[self._parity]
-        for n in self.spec.batch:
-            b.bind_cpu_input(n, batch[n])
-        self._step_host[()] = self.step_count
-        if self._shared:
-            self._lr_host[()] = lr
-        else:
-            self._step_ov.update_inplace(self._step_host)
-            self._lr_ov.update_inplace(lr)
-        self.session.run_with_iobinding(b)
-        self._parity ^= 1
-        self._can_rollback = True  # the other buffer set still holds this step's inputs
-        if self._dynamic_metrics:
-            outs = dict(zip(self._bound_outputs, b.get_outputs()))  # in the order bound
-            return {m: (mv if mv is not None else outs[m]).numpy().copy()
-                    for m, mv in self._metric_ov.items()}
-        # copies: the next step overwrites these buffers
-        if self._shared:
-            return {m: h.copy() for m, h in self._metric_host.items()}
-        return {m: mv.numpy().copy() for m, mv in self._metric_ov.items()}
-
-    def _get(self):
-        cur = self._bufs[self._parity]
-        return {n: np.array(v.numpy(), copy=True) for n, v in cur.items()}
-
-    def _set(self, values):
-        cur = self._bufs[self._parity]
-        for n, a in values.items():
-            cur[n].update_inplace(np.ascontiguousarray(a, dtype=cur[n].numpy().dtype))
-        self._can_rollback = False
-
-    def _rollback(self):
-        # the step read one buffer set and wrote the other: flipping back restores its inputs
-        if not self._can_rollback:
-            return False
-        self._parity ^= 1
-        self._can_rollback = False
-        return True
-
-
-class OnnxRuntimeBackend(Backend):
-    """onnxruntime, CPU or CUDA: graphs lowered to standard ONNX; training state in OrtValues."""
-
-    name = "onnxruntime"
-    aliases = ("onnx",)
-    devices = ("cpu", "cuda")
-    lowering_rule = "onnx"
-
-    def compile(self, graph: Graph, device: str = "cpu", **options: Any) -> Executable:
-        return OnnxExecutable(graph, device=device, **options)
-
-    def stepper(self, graph: Graph, device: str = "cpu", seed: int = 0, **options: Any) -> Stepper:
-        return OrtStepper(graph, device, seed, **options)
-
-    def available_devices(self) -> list[str]:
-        import onnxruntime as ort
-        return ["cpu"] + (["cuda"] if "CUDAExecutionProvider" in ort.get_available_providers() else [])
-
-
-register_backend(OnnxRuntimeBackend())
+# the onnxruntime side (sessions, executable, stepper, backend registration) lives in
+# onnx_session.py; imported last because it imports `to_onnx` from here
+from .onnx_session import (  # noqa: E402,F401  (re-exported)
+    ONNXRUNTIME_LOOPS, OnnxExecutable, OnnxRuntimeBackend, OrtStepper, check_kernels,
+    missing_cpu_kernels, ort_providers)

@@ -33,8 +33,14 @@ def _renamed_body(body: Graph, prefix: str, const_names: list[str], n_carry: int
     for n in body.nodes:
         vm[n.output] = g.add_node(n.op, [vm[i] for i in n.inputs], n.attrs, n.output.type,
                                   f"{prefix}/{n.output.name}", n.source, n.origin)
+    # a body output takes its value's own name where it can, so the lowering adds no Identity
+    # (onnxruntime copies each one on every iteration); a body input or a value returned twice
+    # needs one, under a name of its own
+    produced = {n.output for n in body.nodes}
     for i, v in enumerate(body.outputs.values()):
-        g.outputs[f"{prefix}/out{i}"] = vm[v]
+        own = vm[v].name
+        name = own if v in produced and own not in g.outputs else f"{prefix}/out{i}"
+        g.outputs[name] = vm[v]
     return g
 
 

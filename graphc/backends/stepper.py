@@ -51,7 +51,11 @@ class Stepper:
         return self._checker.check(batch)[0]
 
     def step(self, batch: dict[str, Any], lr: float) -> dict[str, np.ndarray]:
-        """Runs one training step; returns the scalar metrics (loss first) as numpy scalars."""
+        """Runs one training step; returns the scalar metrics (loss first) as numpy scalars.
+
+        `batch` holds numpy arrays by input name; a backend may take device arrays too
+        (onnxruntime: OrtValues, DLPack and CUDA-array-interface objects, uncopied).
+        """
         out = self._step(self.check_batch(batch), np.asarray(lr, self._lr_dtype))
         self.step_count += 1
         return out

@@ -32,6 +32,8 @@ from .stepper import Stepper
 TVM_VERSIONS = (">=0.27.0", "<0.28")
 
 def _tvm():
+    from .tvm_threads import configure_threads
+    configure_threads()  # before TVM's thread pool starts: its own default is half the CPUs
     try:
         import tvm
         from tvm import relax  # noqa: F401
@@ -51,13 +53,15 @@ class TvmEmitter:
         in_types: graphc types of the node's inputs; `out_type`: of its output.
     """
 
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, bind: dict[str, int] | None = None):
         tvm = _tvm()
         from tvm import relax, te, tirx
         self.graph = graph
         self.relax, self.R, self.te, self.tir = relax, relax.op, te, tirx
         self.bb = relax.BlockBuilder()
         self.syms: dict[str, Any] = {}
+        #: symbols fixed to a size (a static-shape specialisation): they lower as constants
+        self.bind = dict(bind or {})
         self.in_types: list[TensorType] = []
         self.out_type: TensorType | None = None
         self._tvm = tvm
@@ -66,9 +70,11 @@ class TvmEmitter:
 
     # ---- dims and types ------------------------------------------------------------------
     def sym(self, name: str):
-        """The int64 tir.Var standing for symbol `name` (one per symbol per module)."""
+        """The int64 tir.Var standing for symbol `name` (one per symbol per module), or its
+        size as an int64 constant where `bind` fixes it."""
         if name not in self.syms:
-            self.syms[name] = self.tir.Var(name, "int64")
+            self.syms[name] = (self.tir.IntImm("int64", self.bind[name]) if name in self.bind
+                               else self.tir.Var(name, "int64"))
         return self.syms[name]
 
     def dim(self, d):
@@ -76,6 +82,8 @@ class TvmEmitter:
         if isinstance(d, (int, np.integer)):
             return int(d)
         coef, syms = parse_dim(d)
+        if all(s in self.bind for s in syms):
+            return int(coef * np.prod([self.bind[s] for s in syms.elements()], dtype=np.int64))
         expr = self.tir.IntImm("int64", coef)
         for s in sorted(syms.elements()):
             expr = expr * self.sym(s)
@@ -135,13 +143,14 @@ class TvmEmitter:
         return self.bb.emit_te(fn, *args, **kwargs)
 
 
-def lower_to_relax(graph: Graph):
-    """Lowers `graph` to an IRModule whose `main(*inputs, *params)` returns a tuple of outputs.
+def lower_to_relax(graph: Graph, bind: dict[str, int] | None = None):
+    """Lowers `graph` to an IRModule whose `main(*inputs, *params)` returns a tuple of outputs;
+    `bind` fixes symbols to sizes (`{"N": 128}`: a module for that batch size only).
 
     Raises GraphcError naming every op without a TVM lowering before emitting anything.
     """
     TvmBackend().check_lowering(graph, raise_on_missing=True)
-    e = TvmEmitter(graph)
+    e = TvmEmitter(graph, bind)
     relax = e.relax
     env: dict[str, Any] = {}
     args = []
@@ -243,8 +252,10 @@ def compile_timeout_s(compile_timeout: float | None = None) -> float | None:
 
 
 def build(graph: Graph, target: Any = None, device: str = "cpu", cache: bool = True,
-          cache_dir: str | None = None, compile_timeout: float | None = None):
+          cache_dir: str | None = None, compile_timeout: float | None = None,
+          bind: dict[str, int] | None = None):
     """Lowers and compiles `graph`; returns (runtime module or executable, compile info dict).
+    `bind` fixes symbols to sizes (a static-shape module, see `tvm_static`).
 
     Uses the on-disk cache (see `tvm_cache`) unless `cache` is False. With a time limit (see
     `compile_timeout_s`; 300 s by default) TVM compiles in a forked child process that writes the
@@ -262,6 +273,8 @@ def build(graph: Graph, target: Any = None, device: str = "cpu", cache: bool = T
     tgt = make_target(target, device)
     key_parts = tvm_cache.key_parts(graph, pipeline=PIPELINE_VERSION, target=str(tgt),
                                     tvm_version=tvm.__version__)
+    if bind:
+        key_parts["static"] = ",".join(f"{k}={v}" for k, v in sorted(bind.items()))
     if cache:
         mod = tvm_cache.load(graph.name, key_parts, cache_dir)
         if mod is not None:
@@ -269,7 +282,7 @@ def build(graph: Graph, target: Any = None, device: str = "cpu", cache: bool = T
     limit = compile_timeout_s(compile_timeout)
     # a hit needs no lowering; a miss lowers first, so a missing lowering is reported (all of
     # them, with source lines) before anything is compiled
-    irmod = lower_to_relax(graph)
+    irmod = lower_to_relax(graph, bind)
     t0 = time.perf_counter()
     if limit is not None and "fork" in multiprocessing.get_all_start_methods():
         root = cache_dir if cache else tempfile.mkdtemp(prefix="graphc-tvm-")
@@ -388,21 +401,30 @@ class TvmExecutable(Executable):
         cache_dir: overrides the cache location.
         compile_timeout: seconds the compile may take (default GRAPHC_TVM_COMPILE_TIMEOUT, else
             300; 0 for no limit): past it, CompileTimeoutError naming the graph and the stage.
+        static_shapes: compile a module per concrete size of the symbolic dims, on first use
+            (see `tvm_static`; default GRAPHC_TVM_STATIC_SHAPES, else off: the symbolic module
+            is compiled here). `compile_info` is then the latest compile's.
     """
 
     backend = "tvm"
+    _static_default = False
 
     def __init__(self, graph: Graph, device: str = "cpu", target: Any = None, cache: bool = True,
-                 cache_dir: str | None = None, compile_timeout: float | None = None):
+                 cache_dir: str | None = None, compile_timeout: float | None = None,
+                 static_shapes: bool | None = None):
         super().__init__(graph, device)
         tvm = _tvm()
-        from tvm import relax
+        from .tvm_static import StaticShapes, static_shapes_enabled
         self._tvm = tvm
         self.dev = tvm.cuda(0) if device == "cuda" else tvm.cpu(0)
-        self.module, self.compile_info = build(graph, target, device, cache, cache_dir,
-                                               compile_timeout)
-        self.vm = relax.VirtualMachine(self.module, self.dev)
-        self._main = self.vm["main"]
+        self._build_args = (target, device, cache, cache_dir, compile_timeout)
+        self.static = StaticShapes(graph, static_shapes_enabled(static_shapes, self._static_default))
+        self._mains: dict[Any, Any] = {}
+        self.compile_info: dict[str, Any] = {}
+        if self.static.enabled:  # compiled on first use; a missing lowering still raises here
+            TvmBackend().check_lowering(graph, raise_on_missing=True)
+        else:
+            self._main = self._compiled(None)
         self.param_names = [p.name for p in graph.params]
         self.params = [self.to_device(p.data) for p in graph.params]
 
@@ -419,9 +441,23 @@ class TvmExecutable(Executable):
             i = self.param_names.index(k)
             self.params[i] = v if not isinstance(v, np.ndarray) else self.to_device(v)
 
+    def _compiled(self, bind: dict[str, int] | None):
+        """The VM `main` of the module for `bind` (None: the symbolic one), compiled once."""
+        key = tuple(sorted(bind.items())) if bind else None
+        if key not in self._mains:
+            from tvm import relax
+            self.module, self.compile_info = build(self.graph, *self._build_args, bind=bind)
+            self.vm = relax.VirtualMachine(self.module, self.dev)
+            self._mains[key] = self.vm["main"]
+        return self._mains[key]
+
     def run_device(self, inputs: Sequence[Any], params: Sequence[Any] | None = None) -> list:
         """Runs on TVM arrays (inputs in graph order, then params); returns TVM arrays."""
-        res = self._main(*inputs, *(self.params if params is None else params))
+        if self.static.enabled:
+            main = self._compiled(self.static.bind_for(tuple(tuple(a.shape) for a in inputs)))
+        else:
+            main = self._main
+        res = main(*inputs, *(self.params if params is None else params))
         return list(res)
 
     def _run(self, feeds, bindings):
@@ -445,16 +481,20 @@ class TvmStepper(Stepper):
         device: "cpu" or "cuda".
         seed: fed to the graph's rng seed input, if it has one.
         target, cache, cache_dir, compile_timeout: as for `TvmExecutable`.
+        static_shapes: as for `TvmExecutable`, but on by default: a training step is fed
+            batches of one size, so each size gets a static module at its first step.
     """
 
     backend = "tvm"
 
     def __init__(self, graph: Graph, device: str = "cpu", seed: int = 0, target: Any = None,
                  cache: bool = True, cache_dir: str | None = None,
-                 compile_timeout: float | None = None):
+                 compile_timeout: float | None = None, static_shapes: bool | None = None):
         super().__init__(graph, device, seed)
+        from .tvm_static import static_shapes_enabled
         self.exe = TvmExecutable(graph, device, target=target, cache=cache, cache_dir=cache_dir,
-                                 compile_timeout=compile_timeout)
+                                 compile_timeout=compile_timeout,
+                                 static_shapes=static_shapes_enabled(static_shapes, True))
         spec = self.spec
         put = self.exe.to_device
         self._carried = {n: put(spec.initial[n]) for n in spec.carried}

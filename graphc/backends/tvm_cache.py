@@ -22,7 +22,7 @@ import numpy as np
 from ..ir.graph import Graph
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-_SOURCES = [os.path.join(_HERE, f) for f in ("tvm.py", "tvm_schedule.py")] + [
+_SOURCES = [os.path.join(_HERE, f) for f in ("tvm.py", "tvm_schedule.py", "tvm_tuned.py")] + [
     os.path.join(os.path.dirname(_HERE), "ops", f)
     for f in sorted(os.listdir(os.path.join(os.path.dirname(_HERE), "ops"))) if f.endswith(".py")]
 _MODULE = "module.so"
@@ -77,8 +77,10 @@ def _sources_hash() -> str:
 
 def key_parts(graph: Graph, pipeline: str, target: str, tvm_version: str) -> dict[str, str]:
     """The named parts of a cache key (kept apart so a miss can say which part changed)."""
+    from .tvm_tuned import fingerprint
     return {"graph": hashlib.sha256(canonical_text(graph).encode()).hexdigest()[:24],
-            "pipeline": f"{pipeline}/{_sources_hash()}", "target": target, "tvm": tvm_version}
+            "pipeline": f"{pipeline}/{_sources_hash()}", "target": target, "tvm": tvm_version,
+            "tuned": fingerprint()}
 
 
 def _key(parts: dict[str, str]) -> str:

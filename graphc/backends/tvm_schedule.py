@@ -26,11 +26,12 @@ import tvm
 from tvm import relax, s_tir, tirx
 from tvm.s_tir import dlight as dl
 from tvm.s_tir.dlight.analysis import normalize_prim_func
+from tvm.relax.expr_functor import PyExprMutator, mutator
 from tvm.s_tir.dlight.base import ScheduleRule
 from tvm.target import Target
 
 #: bump when the pipeline or rules change what they generate (part of the cache key)
-PIPELINE_VERSION = "graphc-tvm-4"
+PIPELINE_VERSION = "graphc-tvm-5"
 
 #: rows of the register tile (the vector lanes are the columns)
 TILE_ROWS = 4
@@ -166,11 +167,27 @@ def _injective_nest(sch, block, target) -> None:
     sch.parallel(o)
 
 
+def _has_empty_loop(func) -> bool:
+    """Whether a block of `func` reads or writes a buffer with a static dim of 0 (a statically
+    empty tensor: its loops have extent 0)."""
+    sch = s_tir.Schedule(func)
+    for b in _blocks(sch):
+        blk = sch.get(b)
+        for region in list(blk.reads) + list(blk.writes):
+            if any(isinstance(d, tirx.IntImm) and int(d) == 0 for d in region.source.shape):
+                return True
+    return False
+
+
 class _Rule(ScheduleRule):
     """Applies `schedule` only on LLVM targets; a failure leaves the function unscheduled."""
 
     def apply(self, func, target, tunable):
         if not isinstance(func, tirx.PrimFunc) or target.kind.name != "llvm":
+            return None
+        if _has_empty_loop(func):
+            # a statically empty tensor: nothing to speed up, and TVM cannot vectorize (or
+            # split into vectors) a loop of extent 0: left unscheduled, it compiles as is
             return None
         try:
             sch = self.schedule(func, target)
@@ -385,19 +402,55 @@ class Fallback(_Rule):
         return sch if done else None
 
 
+@mutator
+class _EmptyToZeros(PyExprMutator):
+    """Replaces every call whose result is a tensor with a static dim of 0 by `R.zeros`: an
+    empty tensor holds no data, whatever computed it. TVM fails on some such calls (its
+    RewriteDataflowReshape takes a transpose of a (0, 1, 3, 3) tensor for a reshape and rejects
+    the shapes)."""
+
+    def __init__(self, mod):
+        super().__init__(mod)
+        self.mod_ = mod
+
+    def transform(self):
+        for gv, func in self.mod_.functions_items():
+            if isinstance(func, relax.Function):
+                self.builder_.update_func(gv, self.visit_expr(func))
+        return self.builder_.get()
+
+    def visit_call_(self, call):
+        call = super().visit_call_(call)
+        t = call.ty
+        if isinstance(t, relax.TensorType) and isinstance(t.shape, relax.ShapeExpr):
+            dims = list(t.shape.values)
+            if all(isinstance(d, tirx.IntImm) for d in dims) and any(int(d) == 0 for d in dims):
+                return relax.op.zeros(t.shape, t.dtype)
+        return call
+
+
+@tvm.transform.module_pass(opt_level=0, name="graphc.EmptyToZeros")
+def empty_to_zeros(mod, _ctx):
+    """Statically empty tensors computed as `R.zeros` (see `_EmptyToZeros`)."""
+    return _EmptyToZeros(mod).transform()
+
+
 def optimize(target: Target) -> tvm.transform.Pass:
     """The Relax pipeline graphc compiles with for `target` (pass it to tvm.compile)."""
-    if target.kind.name == "cuda":
-        return relax.backend.cuda.get_default_pipeline(target)
+    if target.kind.name == "cuda":  # TVM's CUDA pipeline, its dlight rules failing through
+        from .tvm_cuda import cuda_pipeline
+        return cuda_pipeline(target)
     from tvm.relax.backend.cpu_generic import pipeline as cpu
+
+    from .tvm_tuned import apply_tuned
 
     @tvm.transform.module_pass(opt_level=0)
     def _pipeline(mod, _ctx):
         with target:
             seq = tvm.transform.Sequential(
-                [relax.transform.DeadCodeElimination()]
-                + cpu.library_dispatch_passes(target)
-                + cpu.legalize_passes(target)
+                pre_schedule_passes(target)
+                # schedules MetaSchedule found faster than the rules below (bench/tune_tvm.py)
+                + apply_tuned(target)
                 + [dl.ApplyDefaultSchedule(TiledReduction(), Injective(), Safe(dl.cpu.Reduction()),
                                            Fallback())]
                 + cpu.dataflow_lower_passes(target)
@@ -405,3 +458,14 @@ def optimize(target: Target) -> tvm.transform.Pass:
             return seq(mod)
 
     return _pipeline
+
+
+def pre_schedule_passes(target: Target) -> list:
+    """The CPU pipeline's passes before scheduling: legalized, fused PrimFuncs (what the tuning
+    database's workloads are made of, see bench/tune_tvm.py)."""
+    from tvm.relax.backend.cpu_generic import pipeline as cpu
+    return ([relax.transform.DeadCodeElimination()]
+            + cpu.library_dispatch_passes(target)
+            + cpu.legalize_passes(target)
+            # after FoldConstant: a folded empty constant breaks the module's export
+            + [empty_to_zeros, relax.transform.LegalizeOps()])

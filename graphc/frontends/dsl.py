@@ -439,19 +439,20 @@ def where(condition, x, y) -> Tensor:
     return apply("where", [condition, x, y])
 
 
-def cast(x, dtype: str) -> Tensor:
-    """x converted to `dtype`; returns a Tensor.
+def cast(x, dtype: str, saturate: bool = False) -> Tensor:
+    """x converted to `dtype`; returns a Tensor. With `saturate`, values beyond a float8
+    dtype's finite range become its largest finite value instead of NaN or infinity.
 
     Raises:
-        GraphBuildError: `dtype` is not one graphc supports (float32, float64, float16,
-            bfloat16, int32, int64, bool), naming the caller's line. Example:
-            ``gc.cast(x, "bfloat16")``.
+        GraphBuildError: `dtype` is not one graphc supports (`graphc.ir.DTYPES`: float32,
+            float64, float16, bfloat16, the integers, bool, and the float8 / 4-bit storage
+            dtypes), naming the caller's line. Example: ``gc.cast(x, "bfloat16")``.
     """
     try:
         dt = canonical_dtype(dtype)
     except TypeError as exc:
         raise GraphBuildError(f"{user_frame()}: cast: {exc}") from None
-    return apply("cast", [x], {"dtype": dt})
+    return apply("cast", [x], {"dtype": dt, "saturate": True} if saturate else {"dtype": dt})
 
 
 # ---- numpy's and torch's argument names ----------------------------------------------------------

@@ -31,6 +31,7 @@ from .onnx_import_ops import HANDLERS, NOT_PARAM_INPUTS, Val
 from . import onnx_import_attention, onnx_import_control, onnx_import_index  # noqa: F401
 from . import onnx_import_grid, onnx_import_math  # noqa: F401
 from . import onnx_import_nn, onnx_import_pool, onnx_import_resize  # noqa: F401
+from . import onnx_import_quant, onnx_import_recurrent, onnx_import_training  # noqa: F401
 from . import onnx_import_rnn, onnx_import_select  # noqa: F401  (each registers its handlers)
 from .onnx_import_shapes import SYMBOLIC, dims_tensor
 
@@ -246,7 +247,7 @@ class _Importer:
             for vi in gp.input:
                 if vi.name in inits and vi.name not in self.input_values:
                     continue
-                t = vi.type.tensor_type
+                t = _tensor_type(vi.type)
                 if vi.name in self.input_values:  # known now: a constant, not an input
                     self.env[vi.name] = self._known_input(vi, self.input_values[vi.name])
                     continue
@@ -282,7 +283,7 @@ class _Importer:
 
     def _known_input(self, vi: Any, value: Any) -> np.ndarray:
         from onnx import helper
-        t = vi.type.tensor_type
+        t = _tensor_type(vi.type)
         arr = np.asarray(value)
         want = np.dtype(helper.tensor_dtype_to_np_dtype(t.elem_type))
         dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
@@ -303,9 +304,9 @@ class _Importer:
 
         def visit(nodes: Any, where: str) -> None:
             for i, n in enumerate(nodes):
-                key = n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"
+                key = _op_key(n)
                 here = f"{where}node {i}" + (f" {n.name!r}" if n.name else "")
-                if n.domain not in ("", "ai.onnx") or n.op_type not in HANDLERS:
+                if key not in HANDLERS:
                     missing.setdefault(key, []).append(here)
                 for a in n.attribute:  # subgraphs of If, Loop, Scan
                     for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs):
@@ -389,7 +390,7 @@ class _Importer:
             self.env[name] = v
 
     def _call(self, node: Any, ins: list[Val]) -> Any:
-        return HANDLERS[node.op_type](_Ctx(self, node, ins))
+        return HANDLERS[_op_key(node)](_Ctx(self, node, ins))
 
     def _fold(self, node: Any, ins: list[Val]) -> Any:
         """An op on constants only: evaluated now (symbolic dims by SYMBOLIC, else numpy)."""
@@ -411,6 +412,19 @@ class _Importer:
             env = interpret(scratch, {}, {})
             outs = [env[o.value.name] if isinstance(o, Tensor) else o for o in outs]
         return outs[0] if single else outs
+
+
+def _tensor_type(tp: Any) -> Any:
+    """The tensor type of a graph input: its own, or that of an optional tensor (which graphc
+    imports as a tensor that is always present)."""
+    if tp.HasField("optional_type") and tp.optional_type.elem_type.HasField("tensor_type"):
+        return tp.optional_type.elem_type.tensor_type
+    return tp.tensor_type
+
+
+def _op_key(node: Any) -> str:
+    """The handler table's key of a node: its op type, prefixed by its domain unless ai.onnx."""
+    return node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
 
 
 def import_onnx(model: Any, name: str | None = None, params: ParamRule = None, *,

@@ -127,3 +127,18 @@ def _scan(c: _Ctx) -> Sequence[Val]:
         rank = (first.ndim if isinstance(first, Tensor) else np.asarray(first).ndim) + 1
         results.append(_stack(c, parts, out_axes[k] % rank))
     return list(state) + results
+
+
+# ---- optional values: graphc has none, so an optional tensor is always present -----------------
+
+@handler("OptionalHasElement")
+def _optional_has_element(c: _Ctx) -> Val:
+    """True for a given (tensor) input, false when the input is left out."""
+    return np.asarray(c.has(0))
+
+
+@handler("OptionalGetElement")
+def _optional_get_element(c: _Ctx) -> Val:
+    if not c.has(0):
+        raise c.fail("the optional input is empty")
+    return c.inputs[0]

@@ -62,17 +62,21 @@ def _gather_nd(c: _Ctx) -> Val:
     ishape = _static(c, idx, "GatherND")
     b = int(c.attr("batch_dims", 0))
     k = ishape[-1]
-    if b:
-        raise c.fail("batch_dims > 0 is not supported")
-    inner = shape[k:]
-    strides = np.cumprod((shape[1:k] + (1,))[::-1])[::-1].astype(np.int64)
+    if not 0 <= b < min(len(shape), len(ishape)) or shape[:b] != ishape[:b] or \
+            b + k > len(shape):
+        raise c.fail(f"batch_dims={b} does not fit data {shape} and indices {ishape}")
+    inner = shape[b + k:]
+    strides = np.cumprod((shape[b + 1:b + k] + (1,))[::-1])[::-1].astype(np.int64)
     idx = dsl.cast(idx, "int64")
-    flat = None
+    per_batch = int(np.prod(shape[b:b + k]))
+    # the batch dims are one leading dim of the table: each batch's taps start at its block
+    flat = dsl.constant(np.arange(int(np.prod(shape[:b])), dtype=np.int64).reshape(
+        ishape[:b] + (1,) * (len(ishape) - 1 - b)) * per_batch) if b else None
     for j in range(k):
         part = _wrap(dsl.squeeze(dsl.slice(idx, [j], [j + 1], [idx.ndim - 1]), idx.ndim - 1),
-                     shape[j]) * np.asarray(strides[j], np.int64)
+                     shape[b + j]) * np.asarray(strides[j], np.int64)
         flat = part if flat is None else flat + part
-    table = dsl.reshape(x, (int(np.prod(shape[:k])),) + inner)
+    table = dsl.reshape(x, (int(np.prod(shape[:b + k])),) + inner)
     return dsl.take(table, flat, 0)
 
 

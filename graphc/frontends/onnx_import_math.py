@@ -14,13 +14,13 @@ from ..ir.types import DTYPES, dim_product
 from . import dsl
 from . import functional as F
 from .dsl import Tensor
-from .onnx_import_ops import Val, handler
+from .onnx_import_ops import Val, handler, onnx_cast
 
 if TYPE_CHECKING:  # pragma: no cover
     from .onnx_import import _Ctx
 
 # floats at least this large have no fractional part (2**mantissa bits)
-_INTEGRAL = {"float32": 2.0**23, "float64": 2.0**52}
+_INTEGRAL = {"float32": 2.0**23, "float64": 2.0**52, "float16": 2.0**10, "bfloat16": 2.0**7}
 
 
 def dtype_of_input(c: _Ctx, i: int) -> str:
@@ -36,7 +36,7 @@ def _cast_like(c: _Ctx) -> Val:
     to = dtype_of_input(c, 1)
     if dtype_of_input(c, 0) == to:
         return c.inputs[0]
-    return dsl.cast(c.t(0), to)
+    return onnx_cast(c, c.t(0), to)
 
 
 # ---- rounding and remainders ---------------------------------------------------------------------
@@ -87,6 +87,14 @@ def round_half_even(x: Tensor) -> Tensor:
 def _mod(c: _Ctx) -> Val:
     a, b = c.t(0), c.t(1)
     fmod = int(c.attr("fmod", 0))
+    if a.dtype in ("float16", "bfloat16"):  # in float32, where a - trunc(a / b) * b is exact
+        a32, b32 = dsl.cast(a, "float32"), dsl.cast(b, "float32")
+        return dsl.cast(_remainder(a32, b32, fmod), a.dtype)
+    return _remainder(a, b, fmod)
+
+
+def _remainder(a: Tensor, b: Tensor, fmod: int) -> Tensor:
+    """ONNX Mod of a and b: C's fmod (the sign of a) or, with fmod=0, Python's % (of b)."""
     if a.type.is_float:
         r = a - trunc(a / b) * b  # C's fmod; a finite a over an infinite b stays a
         r = dsl.where((dsl.abs(b) == np.inf) & (dsl.abs(a) < np.inf), a, r)

@@ -162,7 +162,13 @@ def _where(c: _Ctx) -> Val:
 
 @handler("Cast")
 def _cast(c: _Ctx) -> Val:
-    return dsl.cast(c.t(0), c.imp.dtype_of(int(c.attr("to")), c))
+    return onnx_cast(c, c.t(0), c.imp.dtype_of(int(c.attr("to")), c))
+
+
+def onnx_cast(c: _Ctx, x: Tensor, to: str) -> Tensor:
+    """ONNX Cast/CastLike of x to `to`: saturating to a float8 type unless saturate=0."""
+    c.only("round_mode", ("up",), "up")
+    return dsl.cast(x, to, saturate=bool(c.attr("saturate", 1)))
 
 
 @handler("Dropout", static=(1, 2))
@@ -398,6 +404,9 @@ def _constant_of_shape(c: _Ctx) -> Val:
 
 @handler("Range", static=(0, 1, 2))
 def _range(c: _Ctx) -> Val:
+    limit = c.inputs[1] if len(c.inputs) > 1 else None
+    if isinstance(limit, np.ndarray) and limit.dtype == object and limit.size == 1:
+        return _range_to_symbol(c, str(limit.reshape(())))
     start, limit, delta = (c.const(i, n).reshape(())
                            for i, n in enumerate(("start", "limit", "delta")))
     if delta == 0:
@@ -405,3 +414,16 @@ def _range(c: _Ctx) -> Val:
     count = max(int(np.ceil((float(limit) - float(start)) / float(delta))), 0)
     c.imp.limits.check((count,), start.dtype, f"{c.where()}: Range")
     return np.arange(start, limit, delta).astype(start.dtype)
+
+
+def _range_to_symbol(c: _Ctx, limit: str) -> Tensor:
+    """Range(0, n, 1) up to a symbolic size n (position ids: `torch.arange(x.shape[1])` exported
+    with a dynamic axis): a scan counting 0..n-1, so the graph keeps the symbolic size."""
+    from .control import scan
+    start, delta = c.const(0, "start").reshape(()), c.const(2, "delta").reshape(())
+    if start != 0 or delta != 1:
+        raise c.fail(f"a Range to the symbolic size {limit!r} must start at 0 with delta 1, "
+                     f"got start {start}, delta {delta}")
+    _, ids = scan(lambda i, _: (i + np.asarray(1, start.dtype), i),
+                  dsl.constant(np.asarray(0, start.dtype)), length=limit)
+    return ids

@@ -93,6 +93,7 @@ def _composite(c: _Ctx, x: Tensor) -> Sequence[Val]:
         c.imp.limits.check([int(x.shape[0]), int(x.shape[1])] + out, np.int64,
                            f"{c.where()}: Indices table")
     p = int(c.attr("p", 2))
+    cm = bool(c.attr("storage_order", 0))
     acc = idx = None
     for offs in itertools.product(*(range(kk) for kk in k)):
         starts = [o * dd for o, dd in zip(offs, d)]
@@ -103,13 +104,13 @@ def _composite(c: _Ctx, x: Tensor) -> Sequence[Val]:
         if acc is None:
             acc = sl
             if want_indices:
-                idx = dsl.constant(_flat_positions(x, offs, s, d, begin, out))
+                idx = dsl.constant(_flat_positions(x, offs, s, d, begin, out, cm))
             continue
         if op == "MaxPool":
             if want_indices:
                 better = sl > acc  # ties keep the first maximum
-                idx = dsl.where(better, dsl.constant(_flat_positions(x, offs, s, d, begin, out)),
-                                idx)
+                taps = _flat_positions(x, offs, s, d, begin, out, cm)
+                idx = dsl.where(better, dsl.constant(taps), idx)
             acc = dsl.maximum(acc, sl)
         else:
             acc = acc + sl
@@ -127,8 +128,9 @@ def _composite(c: _Ctx, x: Tensor) -> Sequence[Val]:
     return [acc, idx] if want_indices else [acc]
 
 
-def _flat_positions(x: Tensor, offs, s, d, begin, out) -> np.ndarray:
-    """The flat index into x (row-major over N, C, spatial) of one kernel offset's taps."""
+def _flat_positions(x: Tensor, offs, s, d, begin, out, column_major: bool = False) -> np.ndarray:
+    """The flat index into x (row-major over N, C, spatial; with `column_major`, the spatial
+    dims column-major, as MaxPool's storage_order=1) of one kernel offset's taps."""
     if not x.type.is_static:
         raise ValueError(f"MaxPool's Indices output needs a static input shape, got "
                          f"{tuple(x.shape)}")
@@ -136,7 +138,8 @@ def _flat_positions(x: Tensor, offs, s, d, begin, out) -> np.ndarray:
     grids = np.meshgrid(*[np.arange(o) * ss - b + off * dd
                           for o, ss, b, off, dd in zip(out, s, begin, offs, d)], indexing="ij")
     flat = np.zeros(tuple(out), np.int64)
-    for g, n in zip(grids, shape[2:]):
+    order = list(zip(grids, shape[2:]))
+    for g, n in (order[::-1] if column_major else order):
         flat = flat * n + np.clip(g, 0, n - 1)  # taps in the padding never win (-inf)
     plane = int(np.prod(shape[2:]))
     nc = np.arange(shape[0] * shape[1], dtype=np.int64).reshape(shape[:2] + [1] * len(out))
@@ -146,8 +149,8 @@ def _flat_positions(x: Tensor, offs, s, d, begin, out) -> np.ndarray:
 @handler("MaxPool", "AveragePool", "LpPool")
 def _pool(c: _Ctx) -> Sequence[Val]:
     x = c.t(0)
-    if c.attr("storage_order", 0):
-        raise c.fail("storage_order=1 (column-major Indices) is not supported")
+    if c.attr("storage_order", 0) and x.ndim != 4:
+        raise c.fail("storage_order=1 (column-major Indices) is supported for 2-D pools only")
     if _primitive_fits(c, x):
         return _pool_2d(c)
     return _composite(c, x)
@@ -156,7 +159,7 @@ def _pool(c: _Ctx) -> Sequence[Val]:
 def _primitive_fits(c: _Ctx, x: Tensor) -> bool:
     """Whether the 2-D pool primitives express this pool (the fast path)."""
     op = c.node.op_type
-    if op == "LpPool" or x.ndim not in (3, 4):
+    if op == "LpPool" or x.ndim not in (3, 4) or not x.type.is_float:
         return False
     if len(c.node.output) > 1 and c.node.output[1]:
         return False

@@ -236,3 +236,68 @@ def _window(c: _Ctx) -> Val:
     dt = c.imp.dtype_of(int(c.attr("output_datatype", 1)), c)
     return w.astype(dt)
 
+
+
+# ---- spectrograms: STFT (frames through DFT) and MelWeightMatrix (a constant) -----------------
+
+@handler("STFT", static=(1, 3))
+def _stft(c: _Ctx) -> Val:
+    import copy
+    x = c.t(0)
+    if x.ndim != 3 or x.shape[2] not in (1, 2) or not isinstance(x.shape[1], int):
+        raise c.fail(f"the signal must be (batch, length, 1 or 2) with a static length, got "
+                     f"{tuple(x.shape)}")
+    step = int(c.const(1, "frame_step").reshape(()))
+    window = c.t(2) if c.has(2) else None
+    if c.has(3):
+        length = int(c.const(3, "frame_length").reshape(()))
+    else:
+        length = int(window.shape[0]) if window is not None else int(x.shape[1])
+    if window is not None and window.shape[0] != length:
+        raise c.fail(f"the window has {window.shape[0]} taps for frames of {length}")
+    if step <= 0 or length <= 0 or length > x.shape[1]:
+        raise c.fail(f"frame_step {step} and frame_length {length} do not fit a signal of "
+                     f"{x.shape[1]} samples")
+    n_frames = 1 + (x.shape[1] - length) // step
+    frames = dsl.stack([dsl.slice(x, [f * step], [f * step + length], [1])
+                        for f in range(n_frames)], 1)  # (batch, frames, length, 1 or 2)
+    if window is not None:
+        w = window if window.dtype == x.dtype else dsl.cast(window, x.dtype)
+        frames = frames * dsl.reshape(w, (1, 1, length, 1))
+    sub = copy.copy(c)  # the frames' DFT along their length, with this node's onesided
+    sub.inputs = [frames, np.asarray(length, np.int64), np.asarray(2, np.int64)]
+    sub.attrs = {"onesided": int(c.attr("onesided", 1))}
+    sub.opset = max(c.opset, 20)
+    return HANDLERS["DFT"](sub)
+
+
+@handler("MelWeightMatrix", static=(0, 1, 2, 3, 4))
+def _mel_weight_matrix(c: _Ctx) -> Val:
+    """The (dft_length // 2 + 1, num_mel_bins) triangular filter bank, as onnx's reference."""
+    bins, dft, rate = (int(c.const(i, n).reshape(())) for i, n in
+                       enumerate(("num_mel_bins", "dft_length", "sample_rate")))
+    lo, hi = (float(c.const(i, n).reshape(())) for i, n in
+              ((3, "lower_edge_hertz"), (4, "upper_edge_hertz")))
+    if bins <= 0 or dft <= 0 or rate <= 0:
+        raise c.fail(f"num_mel_bins {bins}, dft_length {dft} and sample_rate {rate} must be "
+                     "positive")
+    c.imp.limits.check([dft // 2 + 1, bins], np.float64, f"{c.where()}: the filter bank")
+    mel_lo, mel_hi = (2595 * np.log1p(f / 700) / np.log(10) for f in (lo, hi))
+    points = np.arange(bins + 2) * ((mel_hi - mel_lo) / (bins + 2)) + mel_lo
+    hz = 700 * np.expm1(points / 2595 * np.log(10))
+    edges = (((dft + 1) * hz) // rate).astype(int)
+    if edges.min() < 0 or edges[:-1].max() > dft // 2 or edges[-1] > dft // 2 + 1:
+        raise c.fail(f"the band {lo} to {hi} Hz does not fit the {dft // 2 + 1} frequency bins "
+                     f"of a {dft}-point DFT at {rate} Hz")
+    out = np.zeros((dft // 2 + 1, bins))
+    for i in range(bins):
+        left, mid, right = edges[i], edges[i + 1], edges[i + 2]
+        if mid == left:
+            out[mid, i] = 1
+        else:
+            out[left:mid + 1, i] = (np.arange(left, mid + 1) - left) / (mid - left)
+        if right > mid:
+            out[mid:right, i] = (right - np.arange(mid, right)) / (right - mid)
+    dtype = c.imp.dtype_of(int(c.attr("output_datatype")), c) if c.attr("output_datatype") \
+        else "float32"
+    return out.astype(dtype)

@@ -15,6 +15,7 @@ import numpy as np
 from ..ir.graph import Graph, Node, Value
 from ..ir.roles import Role
 from ..ir.types import TensorType, dim_symbols, eval_dim
+from .memory import MemoryEstimate, step_memory
 
 
 @dataclass
@@ -33,6 +34,7 @@ class NodeStats:
     part: str = "forward"     #: "forward", "backward" or "optimizer" (the update rule)
     saved: bool = False       #: a forward value some backward node reads (kept for backward)
     origin: str | None = None  #: the autodiff origin (`grad of conv2d @ model.py:14`)
+    live_bytes: int = 0       #: bytes live while this node runs in a step (`memory.step_memory`)
 
 
 @dataclass
@@ -82,11 +84,13 @@ class GraphSummary:
     op_histogram: dict[str, tuple[int, int]] = field(default_factory=dict)  #: op -> (count, FLOPs)
     #: per module scope training cost, in order of first appearance (see `LayerStats`)
     layers: list[LayerStats] = field(default_factory=list)
-    #: peak bytes of a run from a liveness analysis over the node order, counting every graph
-    #: input (batch, parameters, optimizer state) as held for the whole run, node outputs from
-    #: their producer to their last reader, and graph outputs to the end
+    #: peak bytes of one run from a liveness analysis over the node order, modelled on
+    #: onnxruntime's CPU executor (graphc.inspect.memory): inputs, constants and a training
+    #: step's bound outputs held throughout, node outputs from producer to last reader, reshapes
+    #: as views, in-place activations, what a lowering or kernel holds inside a node
     step_peak_bytes: int = 0
     step_peak_node: str | None = None
+    memory: MemoryEstimate | None = None  #: the liveness analysis behind `step_peak_bytes`
     trained: list[str] = field(default_factory=list)  #: parameters that get a gradient
 
     # ---- totals ------------------------------------------------------------------------------
@@ -136,12 +140,15 @@ class GraphSummary:
             "param_count": self.param_count, "param_bytes": self.param_bytes,
             "grad_bytes": self.grad_bytes, "state_bytes": self.state_bytes,
             "saved_bytes": self.saved_bytes, "step_peak_bytes": self.step_peak_bytes,
-            "step_peak_node": self.step_peak_node, "peak_bytes": self.peak_bytes,
+            "step_peak_node": self.step_peak_node,
+            "step_memory": self.memory.to_dict() if self.memory else None,
+            "peak_bytes": self.peak_bytes,
             "peak_node": self.peak_node, "activation_bytes": self.activation_bytes,
             "op_histogram": {k: {"count": c, "flops": f} for k, (c, f) in self.op_histogram.items()},
             "nodes": [{"name": n.name, "op": n.op, "shape": list(n.shape), "flops": n.flops,
                        "bytes": n.bytes, "source": n.source, "backward": n.backward,
-                       "part": n.part, "scope": n.scope, "saved": n.saved, "origin": n.origin}
+                       "part": n.part, "scope": n.scope, "saved": n.saved, "origin": n.origin,
+                       "live_bytes": n.live_bytes}
                       for n in self.nodes],
             "layers": [r.to_dict() for r in self.layers],
             "params": [{"name": p.name, "shape": list(p.shape), "dtype": p.dtype, "count": p.count,
@@ -187,8 +194,8 @@ class GraphSummary:
                          f"{format_count(self.optimizer_flops)}; bytes: params "
                          f"{format_bytes(self.param_bytes)}, grads {format_bytes(self.grad_bytes)}, "
                          f"optimizer state {format_bytes(self.state_bytes)}, saved for backward "
-                         f"{format_bytes(self.saved_bytes)}; peak of the step "
-                         f"{format_bytes(self.step_peak_bytes)} (inputs held throughout)")
+                         f"{format_bytes(self.saved_bytes)}")
+            lines.append("  " + self.peak_text())
             rows = [(r.scope, format_count(r.forward_flops), format_count(r.backward_flops),
                      format_count(r.optimizer_flops), format_bytes(r.param_bytes),
                      format_bytes(r.grad_bytes), format_bytes(r.state_bytes),
@@ -222,6 +229,17 @@ class GraphSummary:
             if len(self.params) > max_params:
                 lines.append(f"  ... {len(self.params) - max_params} more parameters")
         return "\n".join(lines)
+
+    def peak_text(self) -> str:
+        """One line on the step's peak memory: total, where, resident and transient parts."""
+        m = self.memory
+        if m is None:
+            return f"peak of the step {format_bytes(self.step_peak_bytes)}"
+        at = f" at %{m.peak_node}" if m.peak_node else ""
+        return (f"peak of the step {format_bytes(m.peak_bytes)}{at} = resident "
+                f"{format_bytes(m.resident_bytes)} (inputs, state, bound outputs) + transient "
+                f"{format_bytes(m.transient_peak_bytes)} (liveness over the node order, "
+                f"onnxruntime CPU model)")
 
     def by_scope(self) -> list[tuple[str, int, int, int, int]]:
         """(scope, nodes, forward FLOPs, backward FLOPs, parameter values) per name scope.
@@ -373,7 +391,7 @@ def peak_memory(graph: Graph, bindings: Mapping[str, int] | None = None) -> tupl
     return _peak(graph, b)
 
 
-def _peak(graph: Graph, b: _Binder, hold_inputs: bool = False) -> tuple[int, int]:
+def _peak(graph: Graph, b: _Binder) -> tuple[int, int]:
     n = len(graph.nodes)
     if n == 0:
         return sum(_nbytes(b.type(v.type)) for v in graph.inputs), -1
@@ -383,9 +401,6 @@ def _peak(graph: Graph, b: _Binder, hold_inputs: bool = False) -> tuple[int, int
             last[v] = i
     for v in graph.outputs.values():
         last[v] = n - 1
-    if hold_inputs:  # the caller owns the batch, parameters and state for the whole run
-        for v in graph.inputs:
-            last[v] = n - 1
     delta = [0] * (n + 1)
     born = [(v, 0) for v in graph.inputs] + [(node.output, i) for i, node in enumerate(graph.nodes)]
     for v, i in born:
@@ -438,10 +453,12 @@ def summary(graph: Graph, bindings: Mapping[str, int] | None = None) -> GraphSum
     peak, at = _peak(graph, b)
     trained = _trained(graph)
     layers = _layers(graph, nodes, params, trained, b)
-    step_peak, step_at = _peak(graph, b, hold_inputs=True)
+    mem = step_memory(graph, b.bindings)
+    for st, live in zip(nodes, mem.live_bytes):
+        st.live_bytes = live
     return GraphSummary(
-        layers=layers, step_peak_bytes=step_peak, trained=trained,
-        step_peak_node=graph.nodes[step_at].output.name if step_at >= 0 and graph.nodes else None,
+        layers=layers, step_peak_bytes=mem.peak_bytes, trained=trained, memory=mem,
+        step_peak_node=mem.peak_node,
         graph=graph.name, bindings=dict(b.bindings), unbound=sorted(b.unbound), inputs=inputs,
         outputs=[(k, v.type) for k, v in graph.outputs.items()], params=params, nodes=nodes,
         peak_bytes=peak, peak_node=graph.nodes[at].output.name if at >= 0 and graph.nodes else None,

@@ -233,6 +233,7 @@
     if (n.origin) t.push(row("provenance", esc(n.origin)));
     if (n.flops !== undefined) t.push(row("FLOPs", esc(fmt(n.flops))));
     if (n.bytes) t.push(row("output bytes", esc(fmtB(n.bytes))));
+    if (n.live) t.push(row("live in step", esc(fmtB(n.live)) + (n.peak ? " (the step's peak)" : "")));
     if (n.saved) t.push(row("saved", "kept for the backward pass"));
     if (n.output) t.push(row("graph output", esc(n.output)));
     if (n.attrs) Object.keys(n.attrs).forEach(function (k) { t.push(row("attr " + k, esc(n.attrs[k]))); });

@@ -41,8 +41,9 @@ def graph_data(graph: Graph, bindings: Mapping[str, int] | None = None) -> dict[
     """The viewer's data for `graph`: nodes, edges, groups (with their items laid out in layers).
 
     Returns a JSON-able dict: ``nodes`` (one per input, parameter and node: name, op, kind,
-    type, source, origin, attrs, FLOPs, bytes, scope), ``edges`` (pairs of node indices),
-    ``groups`` (id, title, parent, items in layers) and ``stats`` (totals).
+    type, source, origin, attrs, FLOPs, bytes, bytes live in the step and whether the step's
+    memory peaks there, scope), ``edges`` (pairs of node indices), ``groups`` (id, title,
+    parent, items in layers) and ``stats`` (totals).
     """
     from .stats import summary
     try:
@@ -89,7 +90,9 @@ def graph_data(graph: Graph, bindings: Mapping[str, int] | None = None) -> dict[
         if node.attrs:
             rec["attrs"] = {k: _attr_text(a) for k, a in node.attrs.items()}
         if st:
-            rec.update(flops=st.flops, bytes=st.bytes, shape=list(st.shape))
+            rec.update(flops=st.flops, bytes=st.bytes, shape=list(st.shape), live=st.live_bytes)
+            if s is not None and s.step_peak_node == node.output.name:
+                rec["peak"] = True   # where the step's memory peaks (graphc.inspect.memory)
             if st.saved:
                 rec["saved"] = True
         add(node.output, rec, [part] + ([scope] if scope != "(top)" else []))

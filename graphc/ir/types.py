@@ -10,14 +10,29 @@ import numpy as np
 
 Dim = Union[int, str]
 
-DTYPES = ("float32", "float64", "float16", "bfloat16", "int32", "int64", "bool")
-FLOAT_DTYPES = ("float32", "float64", "float16", "bfloat16")
+#: the integer dtypes with full arithmetic, besides int32 / int64
+SMALL_INT_DTYPES = ("int8", "uint8", "int16", "uint16", "uint32", "uint64")
+#: storage dtypes (ml_dtypes' float8 / float4 and 4- and 2-bit integers): tensors of these are
+#: held, moved and converted (cast, reshape, quantize); a reference kernel computes them in
+#: `compute_dtype` (float32, or int8 / uint8) and rounds the result back
+FLOAT8_DTYPES = ("float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz",
+                 "float8_e8m0fnu", "float4_e2m1fn")
+PACKED_INT_DTYPES = ("int4", "uint4", "int2", "uint2")
+STORAGE_DTYPES = FLOAT8_DTYPES + PACKED_INT_DTYPES
+DTYPES = ("float32", "float64", "float16", "bfloat16", "int32", "int64", "bool") \
+    + SMALL_INT_DTYPES + STORAGE_DTYPES
+FLOAT_DTYPES = ("float32", "float64", "float16", "bfloat16") + FLOAT8_DTYPES
 #: the low-precision floats: numpy has no bfloat16 arithmetic of its own, so the reference
 #: kernels compute these in float32 and round the result back (`compute_dtype`)
 LOW_PRECISION_DTYPES = ("float16", "bfloat16")
-INT_DTYPES = ("int32", "int64")
+INT_DTYPES = ("int32", "int64") + SMALL_INT_DTYPES + PACKED_INT_DTYPES
+UNSIGNED_DTYPES = ("uint8", "uint16", "uint32", "uint64", "uint4", "uint2")
 _SHORT = {"float32": "f32", "float64": "f64", "float16": "f16", "bfloat16": "bf16",
-          "int32": "i32", "int64": "i64", "bool": "bool"}
+          "int32": "i32", "int64": "i64", "bool": "bool", "int8": "i8", "uint8": "u8",
+          "int16": "i16", "uint16": "u16", "uint32": "u32", "uint64": "u64",
+          "float8_e4m3fn": "f8e4m3fn", "float8_e4m3fnuz": "f8e4m3fnuz", "float8_e5m2": "f8e5m2",
+          "float8_e5m2fnuz": "f8e5m2fnuz", "float8_e8m0fnu": "f8e8m0fnu",
+          "float4_e2m1fn": "f4e2m1fn", "int4": "i4", "uint4": "u4", "int2": "i2", "uint2": "u2"}
 _FROM_SHORT = {v: k for k, v in _SHORT.items()}
 
 
@@ -58,10 +73,21 @@ def np_dtype(dtype: str) -> np.dtype:
 
 
 def compute_dtype(dtype: str) -> str:
-    """The dtype a reference kernel computes a `dtype` tensor in: float32 for float16/bfloat16
-    (numpy lacks bfloat16 math, and GPUs accumulate both in float32), else `dtype` itself.
+    """The dtype a reference kernel computes a `dtype` tensor in: float32 for float16, bfloat16
+    and the float8 / float4 storage dtypes (numpy lacks their math, and GPUs accumulate them in
+    float32), int8 / uint8 for the 4- and 2-bit integers, else `dtype` itself.
     Example: ``compute_dtype("bfloat16") -> "float32"``."""
-    return "float32" if dtype in LOW_PRECISION_DTYPES else dtype
+    if dtype in LOW_PRECISION_DTYPES or dtype in FLOAT8_DTYPES:
+        return "float32"
+    if dtype in PACKED_INT_DTYPES:
+        return "uint8" if dtype in UNSIGNED_DTYPES else "int8"
+    return dtype
+
+
+def is_integer_dtype(dtype: str) -> bool:
+    """True for the signed and unsigned integer dtypes (not bool).
+    Example: ``is_integer_dtype("uint8") -> True``."""
+    return dtype in INT_DTYPES
 
 
 # ---- symbolic dims: a dim is an int or a product "k*A*B" of an int and symbols -------------

@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..ir.types import TensorType
+from ..ir.types import TensorType, np_dtype
 
 OPS: dict[str, "Op"] = {}
 
@@ -56,6 +56,9 @@ class OpTraits:
             "lower_precision_fp" list; graphc.passes.autocast).
         added_term: the index of an optional input that is added to the product, scaled by
             ``attrs["beta"]`` (gemm's c); None when there is none.
+        exact_bits: the op reads its inputs' bits as stored (bitcast): the reference interpreter
+            passes float16 / float8 / 4-bit inputs unchanged instead of widening them to their
+            compute dtype.
         relax_op: the dotted name under ``tvm.relax.op`` that the generic Unary and Binary TVM
             rules call with the inputs (``"exp"``, ``"nn.relu"``); None for ops with their own rule.
 
@@ -75,6 +78,7 @@ class OpTraits:
     constant: bool = False
     low_precision: bool = False
     added_term: int | None = None
+    exact_bits: bool = False
     relax_op: str | None = None
 
 
@@ -103,6 +107,11 @@ class Op:
     #: AveragePool, ConvTranspose: 22); below it the exporter runs the node in float32 between
     #: Casts
     onnx_bfloat16_opset: int = 0
+    #: where onnxruntime's CPU kernel of this op's ONNX lowering puts its output (read by
+    #: graphc.inspect's memory estimate): "new" (a buffer of its own), "alias" (a view of input
+    #: 0: Reshape), "inplace" (may take input 0's buffer when that input dies here: the kernels
+    #: declaring ``MayInplace(0, 0)``, unary activations and Cast)
+    onnx_output_buffer: str = "new"
     #: optional rules, filled in by each primitive
     vjp: Callable[..., Any] | None = None
     onnx: Callable[..., Any] | None = None
@@ -113,6 +122,13 @@ class Op:
 
     def ref(self, *xs: np.ndarray, **attrs: Any) -> np.ndarray:
         raise NotImplementedError
+
+    def onnx_scratch_bytes(self, ins: list[TensorType], out: TensorType, attrs: dict[str, Any],
+                           dies: list[bool]) -> int:
+        """Bytes this op's ONNX lowering holds at its worst beyond its inputs and output, on
+        onnxruntime's CPU build, for static types (negative: an input dying here is dropped
+        before the output is allocated; `dies` says which do). 0 for most ops."""
+        return 0
 
     def cost(self, *xs: TensorType, y: TensorType, **attrs: Any) -> int:
         """FLOPs of one application to static types (graphc.inspect): one per output element."""
@@ -203,6 +219,11 @@ def norm_axes(axes, rank: int) -> tuple[int, ...]:
 def require_float(t: TensorType, what: str = "input") -> None:
     if not t.is_float:
         raise TypeError(f"{what} must be float32 or float64, got {t.dtype}")
+
+
+def static_bytes(t: TensorType) -> int:
+    """The bytes of a type whose dims are all ints."""
+    return static_numel(t) * np_dtype(t.dtype).itemsize
 
 
 def static_numel(t: TensorType) -> int:

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import math
 
+import ml_dtypes
 import numpy as np
 
-from ..ir.types import TensorType, broadcast_shapes, canonical_dtype
-from .base import Op, OpTraits, fmt_shape, register, require_float
+from ..ir.types import FLOAT8_DTYPES, FLOAT_DTYPES, TensorType, broadcast_shapes, canonical_dtype
+from .base import Op, OpTraits, fmt_shape, register, require_float, static_bytes
 
 
 class Unary(Op):
@@ -111,6 +112,7 @@ class tanh(Unary):
     """y = tanh x"""
     traits = OpTraits(elementwise=True, relax_op="tanh")
     onnx_op = "Tanh"
+    onnx_output_buffer = "inplace"
     fn = staticmethod(np.tanh)
 
     def vjp(self, g, x, *, y):
@@ -122,6 +124,7 @@ class sigmoid(Unary):
     """y = 1 / (1 + e^-x)"""
     traits = OpTraits(elementwise=True, relax_op="sigmoid")
     onnx_op = "Sigmoid"
+    onnx_output_buffer = "inplace"
 
     @staticmethod
     def fn(x):
@@ -139,6 +142,7 @@ class relu(Unary):
     traits = OpTraits(elementwise=True, relax_op="nn.relu")
     float_only = False
     onnx_op = "Relu"
+    onnx_output_buffer = "inplace"
 
     @staticmethod
     def fn(x):
@@ -421,7 +425,8 @@ class where(Op):
     """z = cond ? a : b, broadcasting all three"""
     traits = OpTraits(elementwise=True, selects=True)
     arity = 3
-    onnxruntime_cpu_missing = ("bool", "bfloat16")
+    # measured on onnxruntime 1.32: its CPU Where has no bool, int16, uint16 or uint64 kernel
+    onnxruntime_cpu_missing = ("bool", "int16", "uint16", "uint64", "bfloat16")
     nondiff_inputs = (0,)
 
     def infer(self, c, a, b):
@@ -441,6 +446,11 @@ class where(Op):
     def onnx(self, e, c, a, b):
         return e.op("Where", [c, a, b])
 
+    def onnx_scratch_bytes(self, ins, out, attrs, dies):
+        """onnxruntime's CPU Where selects each branch into a temporary the size of the output,
+        then merges the two (measured: 3x the output's bytes at its peak, not 1x)."""
+        return 2 * static_bytes(out)
+
     def tvm(self, e, c, a, b):
         return e.R.where(c, a, b)
 
@@ -452,29 +462,67 @@ class where(Op):
 
 @register
 class cast(Op):
-    """y = x converted to `dtype`"""
+    """y = x converted to `dtype`; with `saturate`, values beyond a float8 dtype's finite range
+    become its largest finite value (ONNX Cast's saturate), else NaN or infinity"""
     traits = OpTraits(elementwise=True, converts_dtype=True)
+    onnx_output_buffer = "inplace"
     onnxruntime_cpu_missing = ()  # the one op onnxruntime's CPU build has for bfloat16
 
-    def infer(self, x, dtype):
+    def infer(self, x, dtype, saturate=False):
         return x.with_dtype(canonical_dtype(dtype))
 
     def cost(self, *xs, y, **attrs):
         """No arithmetic: a type conversion."""
         return 0
 
-    def ref(self, x, dtype):
+    def ref(self, x, dtype, saturate=False):
+        if dtype == "float8_e8m0fnu":
+            return _to_e8m0(x, saturate)
+        if saturate and dtype in FLOAT8_DTYPES:
+            info = ml_dtypes.finfo(dtype)
+            x = np.clip(x, info.min, info.max)  # NaN stays NaN
         return x.astype(dtype)
 
-    def onnx(self, e, x, dtype):
+    def onnx(self, e, x, dtype, saturate=False):
+        for t in (e.in_types[0].dtype, dtype):
+            first = ONNX_DTYPE_OPSET.get(t, 0)
+            if e.opset < first:
+                raise NotImplementedError(f"ONNX has {t} from opset {first}; exporting at "
+                                          f"opset {e.opset}: pass opset={first} or later")
+        if dtype in FLOAT8_DTYPES:  # ONNX's default is saturate=1
+            return e.op("Cast", [x], to=e.onnx_dtype(dtype), saturate=int(saturate))
         return e.op("Cast", [x], to=e.onnx_dtype(dtype))
 
-    def tvm(self, e, x, dtype):
+    def tvm(self, e, x, dtype, saturate=False):
+        if saturate and dtype in FLOAT8_DTYPES:
+            info = ml_dtypes.finfo(dtype)
+            src = e.in_types[0].dtype
+            x = e.R.clip(x, float(info.min), float(info.max)) if src in FLOAT_DTYPES else x
         return e.R.astype(x, e.out_type.dtype)
 
-    def vjp(self, g, x, *, y, dtype):
+    def vjp(self, g, x, *, y, dtype, saturate=False):
         from ..frontends import dsl
         return (dsl.cast(g, x.dtype) if x.type.is_float else None,)
+
+
+#: the first ai.onnx opset whose Cast takes each storage dtype
+ONNX_DTYPE_OPSET = {"float8_e4m3fn": 19, "float8_e4m3fnuz": 19, "float8_e5m2": 19,
+                    "float8_e5m2fnuz": 19, "int4": 21, "uint4": 21, "float4_e2m1fn": 23,
+                    "float8_e8m0fnu": 24, "int2": 25, "uint2": 25}
+
+
+def _to_e8m0(x: np.ndarray, saturate: bool) -> np.ndarray:
+    """float8_e8m0fnu (a power of two, no sign) of x, rounding up (ONNX Cast's default
+    round_mode): the float32 exponent, plus one when a fraction is left; NaN and infinities
+    are NaN, and with `saturate` nothing rounds past the largest exponent."""
+    bits = np.asarray(x, np.float32).view(np.uint32)
+    exponent = ((bits >> 23) & 0xFF).astype(np.uint16)
+    special = exponent == 0xFF
+    up = ((bits & 0x7FFFFF) > 0) & ~special
+    if saturate:
+        up &= exponent != 0xFE
+    out = np.where(special, 0xFF, exponent + up).astype(np.uint8)
+    return out.view(ml_dtypes.float8_e8m0fnu)
 
 
 @register

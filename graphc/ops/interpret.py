@@ -13,15 +13,21 @@ import numpy as np
 from ..ir.errors import GraphcError
 from ..ir.graph import Graph, Node
 from ..ir.printer import node_in_context
-from ..ir.types import LOW_PRECISION_DTYPES, eval_dim
+from ..ir.types import DTYPES, compute_dtype, eval_dim
 
-_LOW = tuple(np.dtype(d) for d in LOW_PRECISION_DTYPES)
+#: numpy dtype -> the dtype its kernels compute in, for the dtypes that differ (`compute_dtype`)
+_WIDEN = {np.dtype(d): np.dtype(compute_dtype(d)) for d in DTYPES if compute_dtype(d) != d}
 
 
 def _widen(a):
-    """float16/bfloat16 arrays as float32: every kernel computes them in float32 and the
-    interpreter rounds the result back to the node's dtype (as GPU kernels accumulate)."""
-    return a.astype(np.float32) if isinstance(a, np.ndarray) and a.dtype in _LOW else a
+    """float16/bfloat16 (and float8 / float4) arrays as float32, 4- and 2-bit integers as 8-bit:
+    every kernel computes them so and the interpreter rounds the result back to the node's dtype
+    (as GPU kernels accumulate)."""
+    if isinstance(a, np.ndarray):
+        to = _WIDEN.get(a.dtype)
+        if to is not None:
+            return a.astype(to)
+    return a
 
 
 def resolve_attrs(node: Node, bindings: dict[str, int]) -> dict[str, Any]:
@@ -41,7 +47,9 @@ def run_ref(op, args: list, attrs: dict[str, Any], out_dtype: str) -> np.ndarray
     """`op`'s numpy kernel on `args`, float16/bfloat16 inputs computed in float32 and the result
     rounded to `out_dtype`: what the interpreter does for one node. Example:
     ``run_ref(get_op("exp"), [x_bf16], {}, "bfloat16")``."""
-    out = np.asarray(op.ref(*[_widen(a) for a in args], **attrs))
+    if not op.traits.exact_bits:
+        args = [_widen(a) for a in args]
+    out = np.asarray(op.ref(*args, **attrs))
     return out if out.dtype == np.dtype(out_dtype) else out.astype(out_dtype)
 
 
@@ -51,7 +59,8 @@ def interpret(graph: Graph, feeds: dict[str, np.ndarray], bindings: dict[str, in
     env: dict[str, np.ndarray] = {p.name: p.data for p in graph.params}
     env.update(feeds)
     for node in graph.nodes:
-        args = [_widen(env[v.name]) for v in node.inputs]
+        args = [env[v.name] if node.op.traits.exact_bits else _widen(env[v.name])
+                for v in node.inputs]
         try:
             out = node.op.ref(*args, **resolve_attrs(node, bindings))
         except GraphcError:

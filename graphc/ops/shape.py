@@ -17,6 +17,7 @@ class reshape(Op):
     """y = x with a new shape of the same size (dims may be symbolic; no -1 here)"""
     traits = OpTraits(view_like=True)
     shape_attrs = ("shape",)
+    onnx_output_buffer = "alias"  # onnxruntime's Reshape kernel aliases its input
 
     def infer(self, x, shape):
         shape = tuple(normalize_dim(d) for d in shape)
@@ -57,6 +58,8 @@ class reshape(Op):
 class transpose(Op):
     """y = x with axes permuted: y.shape[i] = x.shape[axes[i]]"""
     traits = OpTraits(view_like=True)
+    # onnxruntime 1.32's CPU build moves bfloat16 data (measured): its kernel is type-agnostic
+    onnxruntime_cpu_missing: tuple[str, ...] = ()
 
     def infer(self, x, axes):
         if sorted(axes) != list(range(x.rank)):
@@ -123,6 +126,8 @@ class concat(Op):
     """y = inputs joined along `axis`"""
     traits = OpTraits(concatenates=True)
     arity = None
+    # onnxruntime 1.32's CPU build moves bfloat16 data (measured): its kernel is type-agnostic
+    onnxruntime_cpu_missing: tuple[str, ...] = ()
 
     def infer(self, *xs, axis):
         if not xs:
@@ -240,6 +245,8 @@ class gather(Op):
     """y = take(x, indices, axis): rows of an embedding table, say"""
     arity = 2
     nondiff_inputs = (1,)
+    # onnxruntime 1.32's CPU build moves bfloat16 data (measured): its kernel is type-agnostic
+    onnxruntime_cpu_missing: tuple[str, ...] = ()
 
     def infer(self, x, indices, axis=0):
         if indices.dtype not in ("int32", "int64"):

@@ -10,6 +10,10 @@ Named pipelines (`register_pipeline`, `get_pipeline`) are how graphc itself comp
 `gc.grad` runs "simplify" on every gradient graph, and `gc.training_step` builds a step through
 "fuse-forward", "simplify", "fold-transposes" and "fuse-step". A named pipeline dumps into
 ``$GRAPHC_DUMP/<graph name>/<pipeline name>/``. Passes never call each other.
+
+Loop bodies: a pipeline made with ``bodies=True`` (all of graphc's named ones but autocast) runs
+itself, after its passes, on every loop body (scan's ``body`` attribute), nested ones included,
+so CSE, DCE, folding, algebra and the fusions work inside loops; a pass never recurses itself.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from typing import Callable, Iterable, Sequence, Union
 from ..ir.errors import GraphcError, VerifyError
 from ..ir.graph import Graph
 from ..ir.verify import verify as verify_graph
+from .loop_bodies import bodies, has_bodies, map_bodies
 
 PassFn = Callable[[Graph], Graph]
 
@@ -59,7 +64,8 @@ def _load_builtin_passes() -> None:
     from . import simplify_algebra, transpose_products  # noqa: F401
     from . import fuse_gemm, fuse_layer_norm, fuse_losses, fuse_softmax  # noqa: F401
     from . import autocast  # noqa: F401
-    from . import merge_scans, simplify_loop_bodies  # noqa: F401
+    from . import mask_by_multiply, pool_before_relu  # noqa: F401
+    from . import hoist_loop_products, merge_scans, prune_scan_outputs  # noqa: F401
 
 
 PassSpec = Union[str, PassFn]
@@ -125,6 +131,8 @@ class Pipeline:
         dump: directory to write each stage's text into; defaults to `$GRAPHC_DUMP` if set.
         max_rounds: repeat the whole list until a round changes nothing, at most this many times.
         name: the pipeline's name (named pipelines dump into a folder of their own).
+        bodies: then run this pipeline on every loop body too (passes/loop_bodies.py); a body it
+            does not change keeps its identity.
 
     Example:
 
@@ -134,7 +142,8 @@ class Pipeline:
     """
 
     def __init__(self, passes: Sequence[PassSpec] = DEFAULT_PIPELINE, verify: bool = True,
-                 dump: str | os.PathLike | None = None, max_rounds: int = 1, name: str | None = None):
+                 dump: str | os.PathLike | None = None, max_rounds: int = 1, name: str | None = None,
+                 bodies: bool = False):
         if max_rounds < 1:
             raise ValueError(f"max_rounds must be at least 1, got {max_rounds}")
         self.passes: list[tuple[str, PassFn]] = [self._resolve(p) for p in passes]
@@ -142,6 +151,7 @@ class Pipeline:
         self.dump = dump
         self.max_rounds = max_rounds
         self.name = name
+        self.bodies = bodies
         self.last_report: PipelineReport | None = None
 
     @staticmethod
@@ -192,11 +202,28 @@ class Pipeline:
             report.rounds = rnd
             if _signature(g) == before:
                 break
+        if self.bodies and has_bodies(g):
+            g = self._run_on_bodies(g, report)
+            step += 1
+            if dump_dir:
+                _write(dump_dir, f"{step:02d}_loop_bodies.txt", str(g))
         report.nodes_out = len(g.nodes)
         if dump_dir:
             _write(dump_dir, "report.txt", str(report))
         self.last_report = report
         return g, report
+
+    def _run_on_bodies(self, g: Graph, report: PipelineReport) -> Graph:
+        """`g` with this pipeline run on each loop body; one record counting the bodies' nodes."""
+        before = sum(len(b.nodes) for b in bodies(g))
+        t0 = time.perf_counter()
+        out = map_bodies(g, self, lambda old, new: _signature(new) != _signature(old))
+        if self.verify:
+            verify_graph(out)
+        after = sum(len(b.nodes) for b in bodies(out))
+        report.records.append(PassRecord("(loop bodies)", time.perf_counter() - t0, before, after,
+                                         report.rounds))
+        return out
 
 
 def _interface(g: Graph) -> tuple:
@@ -281,6 +308,7 @@ class PipelineSpec:
     passes: tuple[str, ...]
     max_rounds: int = 1
     doc: str = ""
+    bodies: bool = False
 
 
 #: graphc's named pipelines
@@ -288,11 +316,12 @@ PIPELINES: dict[str, PipelineSpec] = {}
 
 
 def register_pipeline(name: str, passes: Sequence[str], max_rounds: int = 1, doc: str = "",
-                      replace: bool = False) -> None:
-    """Registers the named pipeline `name` (pass names, run in order, repeated up to max_rounds)."""
+                      replace: bool = False, bodies: bool = False) -> None:
+    """Registers the named pipeline `name` (pass names, run in order, repeated up to max_rounds;
+    with `bodies`, then run on every loop body too)."""
     if name in PIPELINES and not replace:
         raise ValueError(f"a pipeline named {name!r} is already registered")
-    PIPELINES[name] = PipelineSpec(tuple(passes), max_rounds, doc)
+    PIPELINES[name] = PipelineSpec(tuple(passes), max_rounds, doc, bodies)
 
 
 def get_pipeline(name: str, verify: bool = True, dump: str | os.PathLike | None = None) -> Pipeline:
@@ -302,22 +331,25 @@ def get_pipeline(name: str, verify: bool = True, dump: str | os.PathLike | None 
     except KeyError:
         raise KeyError(f"no pipeline named {name!r}; registered pipelines: "
                        f"{', '.join(sorted(PIPELINES))}") from None
-    return Pipeline(spec.passes, verify=verify, dump=dump, max_rounds=spec.max_rounds, name=name)
+    return Pipeline(spec.passes, verify=verify, dump=dump, max_rounds=spec.max_rounds, name=name,
+                    bodies=spec.bodies)
 
 
-register_pipeline("simplify", ("merge_scans",) + DEFAULT_PIPELINE + ("simplify_loop_bodies",),
-                  max_rounds=3,
+register_pipeline("simplify", ("merge_scans",) + DEFAULT_PIPELINE + ("prune_scan_outputs",),
+                  max_rounds=3, bodies=True,
                   doc="constant folding, algebra, CSE and DCE to a fixed point, inside loop "
                       "bodies too")
 register_pipeline("fuse-forward", ("fuse_losses", "fuse_softmax", "fuse_layer_norm", "fuse_gemm",
-                                   "eliminate_dead_code"),
+                                   "pool_before_relu", "eliminate_dead_code"), bodies=True,
                   doc="fused primitives in the loss graph, so autodiff derives their compact rules")
 register_pipeline("autocast-bf16", ("autocast_bf16",),
                   doc="mixed precision: products in bfloat16, the rest float32 (passes/autocast.py)")
 register_pipeline("autocast-fp16", ("autocast_fp16",),
                   doc="mixed precision: products in float16, the rest float32 (passes/autocast.py)")
-register_pipeline("fold-transposes", ("transpose_products", "eliminate_dead_code",
-                                      "fold_transposes_in_loop_bodies"),
+register_pipeline("fold-transposes", ("transpose_products", "eliminate_dead_code"), bodies=True,
                   doc="weight-gradient transposes folded into the products")
-register_pipeline("fuse-step", ("fuse_gemm", "eliminate_dead_code", "fuse_gemm_in_loop_bodies"),
-                  doc="the optimizer's `momentum * buf + grad` into the weight gradient's Gemm")
+register_pipeline("fuse-step", ("hoist_loop_products", "fuse_gemm", "mask_by_multiply",
+                               "eliminate_dead_code"),
+                  bodies=True,
+                  doc="the optimizer's `momentum * buf + grad` into the weight gradient's Gemm; "
+                      "ReLU-gradient masks as products (passes/mask_by_multiply.py)")

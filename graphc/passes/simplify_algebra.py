@@ -386,7 +386,7 @@ def _implicit(m: Match) -> bool:
 
 def _operand_dtype(op: Op) -> str:
     """A dtype the binary `op` accepts, for tracing its pattern (logical ops take bools)."""
-    for dtype in ("float32", "bool"):
+    for dtype in ("float32", "int32", "bool"):
         t = TensorType((2,), dtype)
         try:
             op.infer(t, t)

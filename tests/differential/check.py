@@ -79,15 +79,7 @@ class Known:
 
 
 #: known mismatches, each pinned by a test in test_differential.py that xfails while it lasts
-KNOWN: list[Known] = [
-    Known("static_empty", ("tvm",),
-          "TVM cannot compile a graph holding a tensor with a static size-0 dim: graphc's TVM "
-          "schedules vectorize its zero-extent loops (tirx.VectorizeLoop: 'Failed to vectorize "
-          "loop with extent 0'; graphc/backends/tvm_schedule.py should leave such PrimFuncs "
-          "unscheduled) and TVM's RewriteDataflowReshape rejects a transpose of one; graphc "
-          "raises a GraphcError naming the graph and the TVM pass. Symbolic dims bound to 0 at "
-          "run time work. Pinned by test_tvm_compiles_graphs_with_static_empty_tensors"),
-]
+KNOWN: list[Known] = []
 
 
 @dataclass

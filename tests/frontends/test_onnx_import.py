@@ -263,6 +263,8 @@ NOT_IMPORTABLE: dict[str, str] = {}
 @pytest.mark.parametrize("info", _op_rows())
 def test_every_primitive_lowering_imports_back(info):
     dtype = info.dtypes[0]
+    if info.skip_reason("onnx_checker", dtype):  # no ONNX lowering at the default opset
+        pytest.skip(info.skip_reason("onnx_checker", dtype))
     for sample in info.get_samples(dtype)[:2]:
         g, feeds = single_op_graph(info, sample, dtype)
         model = gc.export_onnx(g)
@@ -303,9 +305,9 @@ def test_run_time_shape_inputs_name_the_node():
 
 
 def test_unsupported_dtype_and_attributes_are_clear():
-    m = _model([N("Relu", ["x"], ["y"])], {"x": np.zeros((2,), np.uint8)},
-               [("y", TensorProto.UINT8)])
-    with pytest.raises(OnnxImportError, match="dtype uint8 is not supported"):
+    m = _model([N("Identity", ["x"], ["y"])], {"x": np.zeros((2,), np.complex64)},
+               [("y", TensorProto.COMPLEX64)])
+    with pytest.raises(OnnxImportError, match="dtype complex64 is not supported"):
         import_onnx(m)
     m = _model([N("Gelu", ["x"], ["y"], approximate="sigmoid")], {"x": _f(3)}, [("y", F32)],
                opset=20)

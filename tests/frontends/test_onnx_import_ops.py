@@ -11,6 +11,8 @@ from graphc.frontends.onnx_import import import_onnx
 from test_onnx_import import N, _check, _f, _i, _model
 
 F32, I64 = TensorProto.FLOAT, TensorProto.INT64
+F16, I32, I8 = TensorProto.FLOAT16, TensorProto.INT32, TensorProto.INT8
+U8, U32 = TensorProto.UINT8, TensorProto.UINT32
 R = np.random.default_rng(1)
 
 CASES = {
@@ -108,6 +110,77 @@ CASES = {
         ["y", "yh"]),
     "dft_complex_onesided": ([N("DFT", ["x", "", "ax"], ["y"], onesided=1)],
                              {"x": _f(2, 6, 1)}, {"ax": _i(1)}, 20),
+    # bit operations (graphc's bitwise primitives)
+    "bitwise_and_or_xor_not": (
+        [N("BitwiseAnd", ["a", "b"], ["x"]), N("BitwiseOr", ["a", "b"], ["o"]),
+         N("BitwiseXor", ["a", "b"], ["y"]), N("BitwiseNot", ["a"], ["n"])],
+        {"a": R.integers(-128, 128, (3, 4)).astype(np.int8),
+         "b": R.integers(-128, 128, (4,)).astype(np.int8)}, {}, 18,
+        [("x", I8), ("o", I8), ("y", I8), ("n", I8)]),
+    "bitshift_left_right": (
+        [N("BitShift", ["a", "b"], ["l"], direction="LEFT"),
+         N("BitShift", ["a", "b"], ["r"], direction="RIGHT")],
+        {"a": R.integers(0, 2**32, (3, 4), dtype=np.uint32),
+         "b": R.integers(0, 32, (3, 4), dtype=np.uint32)}, {}, 18, [("l", U32), ("r", U32)]),
+    # quantization (composites)
+    "quantize_per_axis_uint8_dequantize": (
+        [N("QuantizeLinear", ["x", "s", "z"], ["q"], axis=1),
+         N("DequantizeLinear", ["q", "s", "z"], ["y"], axis=1)],
+        {"x": _f(2, 3, 4, lo=-3, hi=3)},
+        {"s": np.array([0.02, 0.05, 0.01], np.float32), "z": np.array([128, 0, 7], np.uint8)},
+        18, [("q", U8), "y"]),
+    "quantize_int8_rounds_half_to_even": (
+        [N("QuantizeLinear", ["x", "s", "z"], ["y"])],
+        {"x": np.array([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 300, -300], np.float32)},
+        {"s": np.array(1.0, np.float32), "z": np.array(1, np.int8)}, 18, [("y", I8)]),
+    "dequantize_blocked": (
+        [N("DequantizeLinear", ["x", "s", "z"], ["y"], axis=1, block_size=2)],
+        {"x": R.integers(-128, 128, (2, 4)).astype(np.int8)},
+        {"s": _f(2, 2, lo=0.1, hi=1), "z": R.integers(-5, 5, (2, 2)).astype(np.int8)}, 21),
+    "dynamic_quantize": ([N("DynamicQuantizeLinear", ["x"], ["y", "s", "z"])],
+                         {"x": _f(3, 5, lo=-1, hi=4)}, {}, 18, [("y", U8), "s", ("z", U8)]),
+    "matmul_integer": ([N("MatMulInteger", ["a", "b", "za", "zb"], ["y"])],
+                       {"a": R.integers(0, 256, (3, 4)).astype(np.uint8),
+                        "b": R.integers(0, 256, (4, 2)).astype(np.uint8)},
+                       {"za": np.array(12, np.uint8), "zb": np.array(200, np.uint8)}, 18,
+                       [("y", I32)]),
+    "qlinear_matmul": (
+        [N("QLinearMatMul", ["a", "sa", "za", "b", "sb", "zb", "sy", "zy"], ["y"])],
+        {"a": R.integers(0, 256, (2, 4)).astype(np.uint8),
+         "b": R.integers(0, 256, (4, 3)).astype(np.uint8)},
+        {"sa": np.array(0.05, np.float32), "za": np.array(113, np.uint8),
+         "sb": np.array(0.004, np.float32), "zb": np.array(114, np.uint8),
+         "sy": np.array(0.3, np.float32), "zy": np.array(118, np.uint8)}, 18, [("y", U8)]),
+    "qlinear_conv_per_channel": (
+        [N("QLinearConv", ["x", "sx", "zx", "w", "sw", "zw", "sy", "zy", "b"], ["y"],
+           pads=[1, 1, 1, 1])],
+        {"x": R.integers(0, 256, (1, 2, 4, 4)).astype(np.uint8)},
+        {"sx": np.array(0.02, np.float32), "zx": np.array(100, np.uint8),
+         "w": R.integers(-128, 128, (3, 2, 3, 3)).astype(np.int8),
+         "sw": np.array([0.01, 0.02, 0.005], np.float32), "zw": np.zeros(3, np.int8),
+         "sy": np.array(0.5, np.float32), "zy": np.array(120, np.uint8),
+         "b": np.array([100, -50, 7], np.int32)}, 18, [("y", U8)]),
+    "conv_integer": ([N("ConvInteger", ["x", "w", "zx"], ["y"])],
+                     {"x": R.integers(0, 256, (1, 1, 4, 4)).astype(np.uint8)},
+                     {"w": R.integers(0, 256, (2, 1, 2, 2)).astype(np.uint8),
+                      "zx": np.array(50, np.uint8)}, 18, [("y", I32)]),
+    "gather_nd_batch_dims": ([N("GatherND", ["x", "i"], ["y"], batch_dims=1)],
+                             {"x": _f(2, 3, 4)}, {"i": _i([[[1], [0]], [[2], [2]]])}, 18),
+    "maxpool_column_major_indices_and_uint8": (
+        [N("MaxPool", ["x"], ["y", "i"], kernel_shape=[2, 2], strides=[1, 2], storage_order=1),
+         N("MaxPool", ["u"], ["v"], kernel_shape=[2, 2], pads=[1, 1, 0, 0])],
+        {"x": _f(1, 2, 4, 5), "u": R.integers(0, 256, (1, 1, 3, 4)).astype(np.uint8)}, {}, 18,
+        ["y", ("i", I64), ("v", U8)]),
+    "stft_window_and_mel_weights": (
+        [N("STFT", ["x", "step", "w"], ["y"]),
+         N("MelWeightMatrix", ["bins", "dft", "rate", "lo", "hi"], ["mel"])],
+        {"x": _f(2, 32, 1)},
+        {"step": np.array(4, np.int64), "w": _f(8, lo=0, hi=1), "bins": np.array(6, np.int32),
+         "dft": np.array(16, np.int32), "rate": np.array(8000, np.int32),
+         "lo": np.array(100, np.float32), "hi": np.array(3000, np.float32)}, 17, ["y", "mel"]),
+    "mod_float16": ([N("Mod", ["a", "b"], ["y"], fmod=1)],
+                    {"a": _f(3, 4, lo=-9, hi=9).astype(np.float16),
+                     "b": _f(3, 4, lo=0.5, hi=3).astype(np.float16)}, {}, 18, [("y", F16)]),
 }
 
 
@@ -139,3 +212,76 @@ def test_imported_composites_are_differentiable():
         num[i] = (exe.run({"x": xp.astype(np.float32)})["y"] -
                   exe.run({"x": xm.astype(np.float32)})["y"]) / (2 * eps)
     np.testing.assert_allclose(gx, num, rtol=2e-2, atol=2e-3)
+
+
+def test_bitwise_op_on_floats_is_refused_naming_the_node():
+    m = _model([N("BitwiseAnd", ["a", "b"], ["y"], name="mask")],
+               {"a": _f(3), "b": _f(3)}, [("y", F32)])
+    with pytest.raises(gc.OnnxImportError, match="BitwiseAnd 'mask'.*integer dtype, got float32"):
+        import_onnx(m)
+
+
+def test_quantize_with_a_scale_of_the_wrong_length_is_refused():
+    m = _model([N("QuantizeLinear", ["x", "s"], ["y"], axis=1)], {"x": _f(2, 3)},
+               [("y", U8)], {"s": np.array([0.1, 0.2], np.float32)})
+    with pytest.raises(gc.OnnxImportError, match=r"the scale has shape \(2,\); per-axis "
+                                                  r"quantization along axis 1 needs \(3,\)"):
+        import_onnx(m)
+
+
+def _agrees_with_onnx_reference(model, feeds, rtol=1e-4, atol=1e-5):
+    """onnx's reference evaluator (onnxruntime 1.31 has no kernels for the opset-27 ops)."""
+    from onnx.reference import ReferenceEvaluator
+    want = ReferenceEvaluator(model).run(None, feeds)
+    got = gc.compile(import_onnx(model)).run(feeds)
+    for (k, a), b in zip(got.items(), want):
+        assert a.shape == b.shape and a.dtype == b.dtype, k
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, err_msg=k)
+
+
+def test_linear_attention_gated_delta_gqa_with_past_state():
+    feeds = {"q": _f(2, 3, 4 * 4), "k": _f(2, 3, 2 * 4), "v": _f(2, 3, 2 * 5),
+             "s": _f(2, 2, 4, 5), "g": _f(2, 3, 2 * 4, lo=-1, hi=0), "b": _f(2, 3, 2, lo=0, hi=1)}
+    m = _model([N("LinearAttention", ["q", "k", "v", "s", "g", "b"], ["y", "st"],
+                  q_num_heads=4, kv_num_heads=2, update_rule="gated_delta", scale=0.7)],
+               feeds, [("y", F32), ("st", F32)], opset=27)
+    _agrees_with_onnx_reference(m, feeds)
+
+
+def test_causal_conv_with_state_silu_bias_past_state():
+    feeds = {"x": _f(2, 3, 5), "w": _f(3, 1, 3), "b": _f(3), "p": _f(2, 3, 2)}
+    m = _model([N("CausalConvWithState", ["x", "w", "b", "p"], ["y", "st"], activation="silu")],
+               feeds, [("y", F32), ("st", F32)], opset=27)
+    _agrees_with_onnx_reference(m, feeds)
+
+
+def test_flex_attention_gqa_with_a_score_mod_subgraph():
+    from onnx import helper
+    body = helper.make_graph(
+        [N("Tanh", ["s"], ["t"]), N("Mul", ["t", "c"], ["o"])], "soft_cap",
+        [helper.make_tensor_value_info("s", F32, None)],
+        [helper.make_tensor_value_info("o", F32, None)],
+        [helper.make_tensor("c", F32, [], [5.0])])
+    feeds = {"q": _f(1, 4, 3, 8), "k": _f(1, 2, 5, 8), "v": _f(1, 2, 5, 6)}
+    node = N("FlexAttention", ["q", "k", "v"], ["y"], domain="ai.onnx.preview", score_mod=body)
+    m = _model([node], feeds, [("y", F32)], opset=26)
+    m.opset_import.append(helper.make_opsetid("ai.onnx.preview", 1))
+    _agrees_with_onnx_reference(m, feeds)
+
+
+@pytest.mark.parametrize("step", [0, 3])
+def test_preview_training_optimizers_match_onnx_reference(step):
+    from onnx import helper
+    feeds = {"r": np.array(0.1, np.float32), "t": np.array(step, np.int64), "x1": _f(3),
+             "x2": _f(2, 2), "g1": _f(3), "g2": _f(2, 2), "v1": _f(3), "v2": _f(2, 2),
+             "h1": _f(3, lo=0.1, hi=1)}
+    dom = "ai.onnx.preview.training"
+    nodes = [N("Momentum", ["r", "t", "x1", "x2", "g1", "g2", "v1", "v2"],
+               ["mx1", "mx2", "mv1", "mv2"], domain=dom, alpha=0.9, beta=0.5, mode="nesterov",
+               norm_coefficient=0.01),
+             N("Adagrad", ["r", "t", "x1", "g1", "h1"], ["ax", "ah"], domain=dom,
+               decay_factor=0.1, epsilon=1e-6, norm_coefficient=0.02)]
+    outs = [(o, F32) for o in ("mx1", "mx2", "mv1", "mv2", "ax", "ah")]
+    m = _model(nodes, feeds, outs, opset=18)
+    m.opset_import.append(helper.make_opsetid(dom, 1))
+    _agrees_with_onnx_reference(m, feeds)

@@ -37,7 +37,12 @@ def test_round_trip_property(shape, dtype):
 
 
 def test_dtypes_accept_numpy_names_and_short_forms():
-    assert DTYPES == ("float32", "float64", "float16", "bfloat16", "int32", "int64", "bool")
+    assert DTYPES[:7] == ("float32", "float64", "float16", "bfloat16", "int32", "int64", "bool")
+    assert {"int8", "uint8", "int16", "uint16", "uint32", "uint64", "float8_e4m3fn", "int4",
+            "float4_e2m1fn", "float8_e8m0fnu", "uint2"} <= set(DTYPES)
+    assert str(TensorType((2,), "uint8")) == "u8[2]"
+    assert parse_type("f8e4m3fn[N]") == TensorType(("N",), "float8_e4m3fn")
+    assert TensorType((1,), np.int8).dtype == "int8"
     assert TensorType((1,), "bf16").dtype == "bfloat16"
     assert str(TensorType((2,), "float16")) == "f16[2]"
     assert parse_type("bf16[N, 3]") == TensorType(("N", 3), "bfloat16")
@@ -48,7 +53,7 @@ def test_dtypes_accept_numpy_names_and_short_forms():
     assert canonical_dtype(np.int32) == "int32"
 
 
-@pytest.mark.parametrize("bad", ["complex64", "uint8", "nonsense"])
+@pytest.mark.parametrize("bad", ["complex64", "str", "nonsense"])
 def test_unsupported_dtype_is_a_clear_error(bad):
     with pytest.raises(TypeError, match="graphc supports float32, float64, float16, bfloat16, "
                                         "int32, int64, bool"):

@@ -73,7 +73,11 @@ from ops.op_samples import (  # noqa: F401  (Sample and the constants are re-exp
     _layer_norm_samples,
     _size_samples,
     _softmax_ce_samples,
-    _bce_samples)
+    _bce_samples,
+    _bitwise_samples,
+    _bitwise_not_samples,
+    _shift_samples,
+    _bitcast_samples)
 
 #: default (rtol, atol) of forward checks against the numpy reference. The reference computes
 #: float16/bfloat16 in float32 and rounds once; a backend may round intermediates (a few ulps:
@@ -202,6 +206,10 @@ def single_op_graph(info: OpInfo, sample: Sample, dtype: str | None = None, *,
 
 _ORT_NO_F64 = "onnxruntime has no float64 kernel for {}"
 
+_BIT_DTYPES = ("int8", "uint8", "int16", "int32", "int64", "uint64")
+_UNSIGNED = ("uint8", "uint16", "uint32", "uint64")
+_NO_BITCAST = "ONNX has BitCast from opset 26 only; graphc writes opsets 13 to 23"
+
 OP_DB: list[OpInfo] = [
     # elementwise unary
     OpInfo("neg", _int_unary_samples(_uniform), NUMERIC),
@@ -236,7 +244,8 @@ OP_DB: list[OpInfo] = [
     OpInfo("logical_not", lambda r, d: [Sample([_arr(r, (3, 4), "bool")], symbolic=[("N", 4)])],
            ("bool",)),
     OpInfo("where", _where_samples, ALL,
-           skips={"onnxruntime/bool": "onnxruntime has no bool kernel for Where"}),
+           skips={f"onnxruntime/{t}": f"onnxruntime has no {t} kernel for Where"
+                  for t in ("bool", "int16", "uint16", "uint64")}),
     OpInfo("cast", _cast_samples, ALL),
     OpInfo("stop_gradient", _identity_samples, ALL),
     OpInfo("constant", _constant_samples, ALL),
@@ -285,6 +294,21 @@ OP_DB: list[OpInfo] = [
     OpInfo("softmax_cross_entropy", _softmax_ce_samples,
            tol={"float32": (1e-5, 1e-5), "tvm/float16": (3e-2, 5e-3)}),
     OpInfo("bce_with_logits", _bce_samples),
+    # integer bit operations and bitcast (graphc/ops/bitwise.py)
+    OpInfo("bitwise_and", _bitwise_samples, _BIT_DTYPES),
+    OpInfo("bitwise_or", _bitwise_samples, _BIT_DTYPES),
+    OpInfo("bitwise_xor", _bitwise_samples, _BIT_DTYPES),
+    OpInfo("bitwise_not", _bitwise_not_samples, _BIT_DTYPES),
+    # ONNX BitShift takes signed integers only from opset 28: unsigned rows (the signed refs are
+    # checked against onnx's reference in test_ops_bitwise.py)
+    OpInfo("shift_left", _shift_samples, _UNSIGNED),
+    OpInfo("shift_right", _shift_samples, _UNSIGNED),
+    OpInfo("bitcast", _bitcast_samples, ("float32", "int32", "float16", "uint8", "int64"),
+           low_precision=(),
+           skips={"onnxruntime": _NO_BITCAST, "onnx_reference": _NO_BITCAST,
+                  "onnx_checker": _NO_BITCAST,
+                  "tvm": "TVM 0.27's Relax has no reinterpret op (tvm.relax.op lacks one), so "
+                         "bitcast has no TVM rule"}),
     # control flow (graphc/ops/control.py): a loop with a body subgraph
     OpInfo("scan", scan_samples, low_precision=(),
            skips={"tvm_symbolic": "the TVM backend unrolls scan at lowering time (the graphc IR "

@@ -176,7 +176,7 @@ def _cast_samples(rng, dtype):
             x = _arr(rng, (3, 4), dtype)
         grad = None if (dtype in FLOATS and to in FLOATS) else ()
         out.append(Sample([x], {"dtype": to}, grad_inputs=grad, symbolic=[("N", 4)], name=f"to_{to}"))
-    return out
+    return out + _storage_cast_samples(rng, dtype)
 
 
 def _identity_samples(rng, dtype):
@@ -343,14 +343,17 @@ def _avgpool_samples(rng, dtype):
 
 def _maxpool_grad_samples(rng, dtype):
     out = []
-    for (n, c, h, w), k, st, p in [((2, 3, 6, 6), (2, 2), (2, 2), (0, 0)),
-                                   ((1, 2, 7, 5), (3, 2), (2, 1), (1, 1))]:
+    # disjoint windows (kernel <= stride) lower to MaxUnpool in float32, others to a scatter-add
+    for (n, c, h, w), k, st, p, name in [((2, 3, 6, 6), (2, 2), (2, 2), (0, 0), ""),
+                                         ((1, 2, 7, 5), (3, 2), (2, 1), (1, 1), "overlap"),
+                                         ((2, 2, 7, 5), (2, 2), (2, 2), (0, 0), "leftover"),
+                                         ((1, 2, 7, 5), (2, 2), (2, 2), (1, 1), "padded")]:
         x = _distinct(rng, (n, c, h, w), dtype)
         oh, ow = (h + 2 * p[0] - k[0]) // st[0] + 1, (w + 2 * p[1] - k[1]) // st[1] + 1
         g = _uniform(rng, (n, c, oh, ow), dtype)
         out.append(Sample([x, g], {"kernel_size": k, "stride": st, "padding": p},
                           symbolic=[("N", c, h, w), ("N", c, oh, ow)] if p == (0, 0) else None,
-                          name="overlap" if p != (0, 0) else ""))
+                          name=name))
     return out
 
 
@@ -446,3 +449,70 @@ def _bce_samples(rng, dtype):
     return [Sample([z, t], symbolic=[("N", 4), ("N", 4)]),
             Sample([_uniform(rng, (3, 4), dtype), (rng.uniform(size=(4,)) > 0.5).astype(dtype)],
                    name="broadcast")]
+
+
+# ---- integer bit operations and the storage dtypes ---------------------------------------------
+
+def _ints(rng, shape, dtype, lo=None, hi=None):
+    """Integers of any width, over the dtype's whole range unless [lo, hi] is given."""
+    info = np.iinfo(dtype)
+    lo = info.min if lo is None else lo
+    hi = info.max if hi is None else hi
+    return np.asarray(rng.integers(lo, hi, size=shape, endpoint=True, dtype=np.dtype(dtype)))
+
+
+def _bitwise_samples(rng, dtype):
+    return [Sample([_ints(rng, a, dtype), _ints(rng, b, dtype)], symbolic=sym)
+            for a, b, sym in _BROADCAST]
+
+
+def _bitwise_not_samples(rng, dtype):
+    return [Sample([_ints(rng, (3, 4), dtype)], symbolic=[("N", 4)]),
+            Sample([_ints(rng, (), dtype)], name="scalar")]
+
+
+def _shift_samples(rng, dtype):
+    """Shifts by 0 to one less than the width (beyond it, C backends differ: ONNX gives 0)."""
+    bits = np.iinfo(dtype).bits
+    return [Sample([_ints(rng, a, dtype), _ints(rng, b, dtype, 0, bits - 1)], symbolic=sym)
+            for a, b, sym in _BROADCAST]
+
+
+#: dtype -> a dtype of the same width to bitcast to
+BITCAST_TO = {"float32": "int32", "int32": "float32", "float16": "int16", "uint8": "int8",
+              "int64": "float64", "uint16": "bfloat16"}
+
+
+def _bitcast_samples(rng, dtype):
+    x = (_ints(rng, (3, 4), dtype) if np.dtype(dtype).kind in "iu"
+         else _uniform(rng, (3, 4), dtype))
+    return [Sample([x], {"dtype": BITCAST_TO[dtype]}, name=f"to_{BITCAST_TO[dtype]}"),
+            Sample([np.asarray(x[0, 0])], {"dtype": BITCAST_TO[dtype]}, name="scalar")]
+
+
+#: the storage dtypes a float32 tensor is cast to (and back) by `_storage_cast_samples`
+STORAGE = ("float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz", "float4_e2m1fn",
+           "int4", "uint4")
+
+
+_NO_OPSET = ("graphc writes ONNX opset 18 by default, which has no float8 or 4-bit types (Cast "
+             "takes them from opsets 19, 21 and 23; the lowering refuses an older opset)")
+_STORAGE_SKIPS = {"onnxruntime": _NO_OPSET, "onnx_reference": _NO_OPSET, "onnx_checker": _NO_OPSET,
+                  "tvm": "TVM 0.27's LLVM codegen has no float8/float4 cast kernel (if_then_else "
+                         "on a vector condition) and no 4-bit tensors (dtype.bits % 8 check)"}
+
+
+def _storage_cast_samples(rng, dtype):
+    """float32 to and from the float8 / 4-bit dtypes, with and without saturation."""
+    x = np.asarray(rng.uniform(-4, 4, size=(3, 4)), np.float32)
+    x[0, :3] = (1e6, -1e6, np.nan)
+    out = []
+    for to in STORAGE:
+        if dtype == "float32":
+            src = x if to.startswith("float") else np.round(np.clip(x, -4, 3)).astype(np.float32)
+            out.append(Sample([src], {"dtype": to}, grad_inputs=(), name=f"to_{to}",
+                              skips=_STORAGE_SKIPS))
+            if to.startswith("float8"):
+                out.append(Sample([x], {"dtype": to, "saturate": True}, grad_inputs=(),
+                                  name=f"to_{to}_saturate", skips=_STORAGE_SKIPS))
+    return out

@@ -103,10 +103,17 @@ class _RNNBase(Module):
             b = dsl._tensor(b_ih) + b_hh  # both biases fold into the input projection
         else:
             b = b_ih
+        if not self.unroll:
+            if self.batch_first:  # time first before the projection: G times less to transpose
+                x = dsl.transpose(x, (1, 0, 2))
+            steps, n, width = x.shape
+            # all steps in one 2-D product (L*N, in) @ (in, G*H): its weight gradient is one
+            # product too, not L batched ones and a sum
+            xp = F.linear(dsl.reshape(x, (-1, width)), w_ih, b)
+            xp = dsl.reshape(xp, (steps, n, xp.shape[-1]))  # (L, N, G*H)
+            return self._scan_direction(xp, w_hh, b_hh, h0, c0, reverse)
         xp = F.linear(x, w_ih, b)  # (N, L, G*H) or (L, N, G*H), all steps at once
         t_axis = 1 if self.batch_first else 0
-        if not self.unroll:
-            return self._scan_direction(xp, w_hh, b_hh, h0, c0, reverse)
         steps = x.shape[t_axis]
         h, c = h0, c0
         outs: list[Tensor] = [None] * steps  # type: ignore[list-item]
@@ -123,10 +130,8 @@ class _RNNBase(Module):
 
     def _scan_direction(self, xp: Tensor, w_hh, b_hh, h0, c0, reverse: bool):
         """One direction as a `gc.scan` over time: the body is one step, the graph does not
-        grow with the sequence length (which may be symbolic)."""
+        grow with the sequence length (which may be symbolic). `xp` is time first."""
         from ..control import scan
-        if self.batch_first:
-            xp = dsl.transpose(xp, (1, 0, 2))
         n, dt, hs = xp.shape[1], xp.dtype, self.hidden_size
         zero = dsl.broadcast_to(dsl.constant(np.zeros((), dt)), (n, hs))
         h = dsl._tensor(h0) if h0 is not None else zero
