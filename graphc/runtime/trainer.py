@@ -136,6 +136,9 @@ class Trainer:
             float32). "fp16" adds dynamic loss scaling; steps it skips for an overflowing
             gradient are counted in `trainer.skipped_steps` and each history row's
             "skipped_steps". `evaluate` runs the float32 forward graph on the master weights.
+        backend_options: keyword options of the backend's stepper, e.g.
+            ``{"threads": 2, "spin": False}`` or, on onnxruntime CUDA with static shapes,
+            ``{"cuda_graph": True}`` (one captured CUDA graph per ping-pong parity).
     """
 
     def __init__(self, loss_fn: Any, model_or_params: Any = None, optimizer: Optimizer | None = None,
@@ -144,7 +147,8 @@ class Trainer:
                  clip_grad_norm: float | None = None,
                  metrics: "Iterable[str] | Mapping[str, Callable] | None" = None, seed: int = 0,
                  progress: bool = True, distributed: Any = "auto", check_sync_every: int = 0,
-                 sync_batchnorm: bool = False, precision: str = "fp32"):
+                 sync_batchnorm: bool = False, precision: str = "fp32",
+                 backend_options: "Mapping[str, Any] | None" = None):
         from ..optim.optimizers import SGD
         self.loss_fn = loss_fn
         self.user_graph = _graph_of(loss_fn)
@@ -168,7 +172,8 @@ class Trainer:
         from .distributed import init_distributed
         self.dist = init_distributed(distributed, device)
         if self.dist is None:
-            self.stepper = make_stepper(self.step_graph, backend, device, self.seed)
+            self.stepper = make_stepper(self.step_graph, backend, device, self.seed,
+                                        **dict(backend_options or {}))
         else:  # the same program as gradient and apply parts with an all-reduce between them
             from .distributed import SplitStepper, split_training_step
             if precision_dtype(precision) is not None:

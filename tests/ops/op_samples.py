@@ -343,11 +343,13 @@ def _avgpool_samples(rng, dtype):
 
 def _maxpool_grad_samples(rng, dtype):
     out = []
-    # disjoint windows (kernel <= stride) lower to MaxUnpool in float32, others to a scatter-add
+    # float32: disjoint windows tiling x exactly lower to MaxUnpool; the rest (and other
+    # dtypes) to a scatter-add
     for (n, c, h, w), k, st, p, name in [((2, 3, 6, 6), (2, 2), (2, 2), (0, 0), ""),
                                          ((1, 2, 7, 5), (3, 2), (2, 1), (1, 1), "overlap"),
                                          ((2, 2, 7, 5), (2, 2), (2, 2), (0, 0), "leftover"),
-                                         ((1, 2, 7, 5), (2, 2), (2, 2), (1, 1), "padded")]:
+                                         ((1, 2, 6, 4), (2, 2), (2, 2), (1, 1), "padded"),
+                                         ((2, 2, 6, 9), (3, 3), (3, 3), (0, 0), "k3")]:
         x = _distinct(rng, (n, c, h, w), dtype)
         oh, ow = (h + 2 * p[0] - k[0]) // st[0] + 1, (w + 2 * p[1] - k[1]) // st[1] + 1
         g = _uniform(rng, (n, c, oh, ow), dtype)

@@ -7,6 +7,7 @@ import pytest
 import graphc as gc
 from graphc import models, optim
 from graphc.frontends import dsl
+from graphc.ops.base import OPS
 from graphc.passes import pipeline as pl
 
 
@@ -86,3 +87,23 @@ def test_lenet_steps_are_bit_for_bit_those_without_the_rewrites(backend, monkeyp
     sa, sb = a.state_dict(), b.state_dict()
     for k in sb:
         np.testing.assert_array_equal(sa[k], sb[k], err_msg=k)
+
+
+@pytest.mark.parametrize("shape,k,s,p", [((2, 3, 6, 6), 2, 2, 0),    # MaxUnpool
+                                         ((2, 3, 6, 4), 2, 2, 1),    # MaxUnpool, padded
+                                         ((2, 3, 7, 5), 2, 2, 0),    # scatter-add
+                                         ((2, 3, 6, 6), 3, 2, 1)])   # scatter-add, overlapping
+def test_max_pool_gradient_lowerings_give_ties_to_the_first_maximum(shape, k, s, p):
+    """Every ONNX form of max_pool2d_grad routes g to the first maximum of a tied window."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(-2, 3, size=shape).astype(np.float32)  # many ties, zeros included
+    x[0, 0] = 0.0
+    attrs = {"kernel_size": (k, k), "stride": (s, s), "padding": (p, p)}
+    op = OPS["max_pool2d_grad"]
+    oh, ow = ((d + 2 * p - k) // s + 1 for d in shape[2:])
+    g = rng.normal(size=shape[:2] + (oh, ow)).astype(np.float32)
+    with gc.Graph("pool_grad") as graph:
+        xv, gv = graph.input("x", shape, "float32"), graph.input("g", g.shape, "float32")
+        graph.outputs["y"] = dsl.apply("max_pool2d_grad", [xv, gv], attrs).value
+    got = gc.compile(graph, "onnxruntime").run({"x": x, "g": g})["y"]
+    np.testing.assert_array_equal(got, op.ref(x, g, **attrs))

@@ -144,9 +144,13 @@ CASES = {
 
 
 def _expand_case(op, side):
+    dtype = sa._operand_dtype(get_op(op))  # logical ops take bools, bitwise ops integers
+
     def build(e, x):
-        if op.startswith("logical_"):  # bool operands
+        if dtype == "bool":
             e, x = e > 0, x > 0
+        elif dtype != "float32":
+            e, x = gc.cast(e * 8.0, dtype), gc.cast(x * 8.0, dtype)
         args = [gc.broadcast_to(e, (3, 4)), x]
         return gc.apply(op, args if side == "a" else args[::-1])
     return build
