@@ -107,6 +107,8 @@ def main(argv=None) -> None:
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--population", type=int, default=128, help="evolutionary search population")
     p.add_argument("--out", default=None, help="database root (default: the package's)")
+    p.add_argument("--reuse", default=None,
+                   help="a work folder of an earlier run: compare and keep its results, no tuning")
     a = p.parse_args(argv)
     import tvm
     from tvm.s_tir import meta_schedule as ms
@@ -125,48 +127,64 @@ def main(argv=None) -> None:
         ext.sort(key=lambda t: -t.weight * _flops(t.dispatched[0]))
         print(f"{name}: {len(ext)} reduction tasks; tuning {min(a.tasks, len(ext))}", flush=True)
         tasks += ext[:a.tasks]
-    work = tempfile.mkdtemp(prefix="graphc-tune-")
+    work = a.reuse or tempfile.mkdtemp(prefix="graphc-tune-")
     t0 = time.time()
-    # a smaller search than the defaults (population 512, 4 genetic rounds): on 2 busy cores
-    # the evolutionary search itself, not the measuring, took most of the time
-    strategy = ms.search_strategy.EvolutionarySearch(population_size=a.population,
-                                                     init_min_unmeasured=16, genetic_num_iters=2)
-    ctxs, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(tasks, work,
-                                                                          strategy=strategy)
-    db = ms.tune_tasks(tasks=ctxs, task_weights=weights, work_dir=work,
-                       max_trials_global=a.trials * len(tasks), max_trials_per_task=a.trials,
-                       num_trials_per_iter=min(a.trials, 16),
-                       builder=ms.builder.LocalBuilder(f_build=_build, timeout_sec=120),
-                       runner=ms.runner.LocalRunner(evaluator_config=ms.runner.EvaluatorConfig(
-                           number=5, repeat=3, min_repeat_ms=50)))
+    if a.reuse:  # the measurements of an earlier run: only compare and keep
+        db = ms.database.JSONDatabase(
+            path_workload=os.path.join(work, "database_workload.json"),
+            path_tuning_record=os.path.join(work, "database_tuning_record.json"))
+    else:
+        # a smaller search than the defaults (population 512, 4 genetic rounds): on 2 busy
+        # cores the evolutionary search itself, not the measuring, took most of the time
+        strategy = ms.search_strategy.EvolutionarySearch(
+            population_size=a.population, init_min_unmeasured=16, genetic_num_iters=2)
+        ctxs, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+            tasks, work, strategy=strategy)
+        db = ms.tune_tasks(tasks=ctxs, task_weights=weights, work_dir=work,
+                           max_trials_global=a.trials * len(tasks), max_trials_per_task=a.trials,
+                           num_trials_per_iter=min(a.trials, 16),
+                           builder=ms.builder.LocalBuilder(f_build=_build, timeout_sec=120),
+                           runner=ms.runner.LocalRunner(evaluator_config=ms.runner.EvaluatorConfig(
+                               number=5, repeat=3, min_repeat_ms=50)))
     print(f"tuned {len(tasks)} tasks in {time.time() - t0:.0f} s", flush=True)
     tmp_out = tempfile.mkdtemp(prefix="graphc-tuned-")
     keep = ms.database.JSONDatabase(path_workload=os.path.join(tmp_out, WORKLOADS),
                                     path_tuning_record=os.path.join(tmp_out, RECORDS))
     kept = 0
     from tvm.s_tir.meta_schedule.tune_context import _normalize_mod
+    records = db.get_all_tuning_records()
+    import tvm_ffi
     for t in tasks:
         mod = _normalize_mod(t.dispatched[0])  # as the database and ApplyDatabase key it
         sch = ms.tir_integration.compile_tir(db, mod, target)
         if sch is None:
             print(f"  {t.task_name}: no valid tuned schedule", flush=True)
             continue
-        ours = _time(_graphc_schedule(mod, target), target, a.repeats)
+        # the database's own record, looked up before anything schedules `mod`
+        best = db.query_tuning_record(mod, target, "main") or min(
+            (r for r in records if r.run_secs and tvm_ffi.structural_equal(r.workload.mod, mod)),
+            key=lambda r: sum(float(x) for x in r.run_secs), default=None)
+        # dlight's ApplyDefaultSchedule replaces the functions of the module it is given in
+        # place: it gets a fresh copy (it had turned `mod` into graphc's schedule, which then
+        # matched no record)
+        ours = _time(_graphc_schedule(_normalize_mod(t.dispatched[0]), target), target,
+                     a.repeats)
         tuned = _time(sch.mod, target, a.repeats)
         win = ours / tuned
         print(f"  {t.task_name}: graphc {ours * 1e6:.1f} us, tuned {tuned * 1e6:.1f} us "
               f"({win:.2f}x) -> {'keep' if win >= a.min_gain else 'drop'}", flush=True)
-        if win >= a.min_gain:
-            rec = db.query_tuning_record(mod, target, "main")
+        if win >= a.min_gain and best is not None:
             keep.commit_tuning_record(ms.database.TuningRecord(
-                rec.trace, keep.commit_workload(mod), [tuned], target, rec.args_info))
+                best.trace, keep.commit_workload(best.workload.mod), best.run_secs, target,
+                best.args_info))
             kept += 1
     shutil.rmtree(out, ignore_errors=True)
     if kept:
         os.makedirs(out, exist_ok=True)
         for f in (WORKLOADS, RECORDS):
             shutil.copy(os.path.join(tmp_out, f), os.path.join(out, f))
-    shutil.rmtree(work, ignore_errors=True)
+    if not a.reuse:
+        shutil.rmtree(work, ignore_errors=True)
     shutil.rmtree(tmp_out, ignore_errors=True)
     print(f"kept {kept} of {len(tasks)} records in {out}" if kept else
           f"no tuned schedule beat graphc's rules: {out} removed", flush=True)
