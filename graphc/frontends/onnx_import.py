@@ -32,6 +32,7 @@ from . import onnx_import_attention, onnx_import_control, onnx_import_index  # n
 from . import onnx_import_grid, onnx_import_math  # noqa: F401
 from . import onnx_import_nn, onnx_import_pool, onnx_import_resize  # noqa: F401
 from . import onnx_import_quant, onnx_import_recurrent, onnx_import_training  # noqa: F401
+from .onnx_import_random import RANDOM_OPS
 from . import onnx_import_rnn, onnx_import_select  # noqa: F401  (each registers its handlers)
 from .onnx_import_shapes import SYMBOLIC, dims_tensor
 
@@ -365,7 +366,8 @@ class _Importer:
         given = [v for v in ins if v is not None]
         try:
             if given and not any(isinstance(v, Tensor) for v in given) and \
-                    node.op_type not in ("If", "Loop", "Scan"):  # subgraphs import in place
+                    node.op_type not in ("If", "Loop", "Scan") + RANDOM_OPS:
+                # subgraphs import in place; a random op draws at run time, never at import
                 outs = self._fold(node, ins)
             else:
                 outs = self._call(node, ins)

@@ -171,18 +171,6 @@ def onnx_cast(c: _Ctx, x: Tensor, to: str) -> Tensor:
     return dsl.cast(x, to, saturate=bool(c.attr("saturate", 1)))
 
 
-@handler("Dropout", static=(1, 2))
-def _dropout(c: _Ctx) -> Sequence[Val]:
-    if c.has(2) and bool(c.const(2, "training_mode")):
-        ratio = float(c.const(1, "ratio").reshape(())) if c.has(1) else \
-            float(c.attr("ratio", 0.5))
-        if ratio != 0.0:
-            raise c.fail("training_mode=True dropout is not supported (import inference models)")
-    if len(c.node.output) > 1 and c.node.output[1]:  # nothing dropped: a mask of all true
-        return [c.inputs[0], dsl.broadcast_to(dsl.constant(np.ones((), bool)), c.t(0).shape)]
-    return [c.inputs[0]]
-
-
 # ---- reductions ---------------------------------------------------------------------------------
 
 _REDUCE = {"ReduceSum": dsl.sum, "ReduceMean": dsl.mean, "ReduceMax": dsl.max, "ReduceMin": dsl.min}
