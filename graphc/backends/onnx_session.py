@@ -288,7 +288,10 @@ class OrtStepper(Stepper):
             # idle workers spin only with a core to spare: on an oversubscribed machine spinning
             # cost 1.2-5x per step (bench/results.md, "onnxruntime session settings")
             import os
-            spin = os.getloadavg()[0] < (os.cpu_count() or 1)
+            try:
+                spin = os.getloadavg()[0] < (os.cpu_count() or 1)
+            except (AttributeError, OSError):  # no load average (Windows): onnxruntime's default
+                spin = None
         if spin is not None:
             opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         providers = ort_providers(device, self.cuda_graph)
