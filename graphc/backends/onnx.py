@@ -20,7 +20,7 @@ DEFAULT_OPSET = 18
 #: onnxruntime against the numpy reference over the whole op table (tests/backends/test_onnx_opsets.py).
 #: Lowerings whose ONNX form changed in this range ask `e.opset` or use the emitter's helpers
 #: (`reduce`, `reduce_mean`, `shape_of`).
-SUPPORTED_OPSETS = tuple(range(13, 24))
+SUPPORTED_OPSETS = tuple(range(13, 29))
 IR_VERSION = 10  # onnxruntime 1.31 rejects onnx 1.23's default IR version 14
 
 
@@ -203,7 +203,7 @@ def to_onnx(graph: Graph, opset: int | None = None, params_as_inputs: bool = Fal
 
     Args:
         graph: the graph.
-        opset: the ai.onnx opset (default 18); one of `SUPPORTED_OPSETS` (13 to 23).
+        opset: the ai.onnx opset (default 18); one of `SUPPORTED_OPSETS` (13 to 28).
         params_as_inputs: also list parameters as graph inputs (with their initial values as
             defaults), so a runtime can feed new values; off for a plain inference model.
         loops: "scan" lowers each graphc `scan` to an ONNX Scan with its body as a subgraph;
@@ -314,7 +314,7 @@ def export_onnx(graph: Graph, path: str | os.PathLike | None = None, opset: int 
 
     Parameters become initializers, symbolic dims become named dims, and input/output names are
     the graph's. The model passes `onnx.checker.check_model(model, full_check=True)`.
-    `opset` is one of `SUPPORTED_OPSETS` (ai.onnx 13 to 23; default 18).
+    `opset` is one of `SUPPORTED_OPSETS` (ai.onnx 13 to 28; default 18).
 
     Raises:
         GraphcError: another opset (the message lists the supported ones), or see `to_onnx`.

@@ -113,7 +113,7 @@ def test_update_expected_writes_a_list_that_loads_back(tmp_path):
 
 
 def test_export_round_trip_agrees_on_onnxruntime(suite):
-    """Every matched case, exported by gc.export_onnx at its own opset (within 13-23), gives the
+    """Every matched case, exported by gc.export_onnx at its own opset (within 13-28), gives the
     expected outputs on onnxruntime wherever onnxruntime runs the original case model correctly
     itself; the exceptions are listed with a reason in onnx_round_trip_expected.txt."""
     pytest.importorskip("onnxruntime")
