@@ -45,6 +45,7 @@ import numpy as np
 
 from ..ir.graph import Graph, Value
 from ..ir.types import TensorType, dim_symbols, eval_dim
+from ..ops.base import static_bytes
 
 @dataclass
 class MemoryEstimate:
@@ -73,17 +74,6 @@ class MemoryEstimate:
         return {"peak_bytes": self.peak_bytes, "resident_bytes": self.resident_bytes,
                 "transient_peak_bytes": self.transient_peak_bytes, "peak_node": self.peak_node,
                 "peak_index": self.peak_index}
-
-
-def _numel(t: TensorType) -> int:
-    n = 1
-    for d in t.shape:
-        n *= int(d)
-    return n
-
-
-def _nbytes(t: TensorType) -> int:
-    return _numel(t) * np.dtype(t.dtype).itemsize
 
 
 def _bind(t: TensorType, bindings: Mapping[str, int]) -> TensorType:
@@ -115,7 +105,7 @@ def step_memory(graph: Graph, bindings: Mapping[str, int] | None = None, *,
 
     def nbytes(v: Value) -> int:
         if v not in size:
-            size[v] = _nbytes(_bind(v.type, binds))
+            size[v] = static_bytes(_bind(v.type, binds))
         return size[v]
 
     outputs = set(graph.outputs.values())

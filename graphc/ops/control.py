@@ -33,7 +33,7 @@ import numpy as np
 
 from ..ir.graph import Graph, Value
 from ..ir.types import TensorType, normalize_dim
-from .base import Op, register
+from .base import OPS, Op, register
 
 #: set by graphc.passes.autodiff (a layer above): body Graph -> its vjp Graph (see autodiff.vjp)
 _body_vjp: Callable[..., Graph] | None = None
@@ -173,6 +173,15 @@ class scan(Op):
 
     def tvm(self, e, *xs, body, n_carry, n_xs, length, reverse=False, index=0):
         return e.scan(list(xs), body, n_carry, n_xs, length, reverse, index)
+
+
+def scan_group(node: Any) -> tuple | None:
+    """The key the K result nodes of one scan share (body, inputs, direction, length): a scan
+    with K results is K `scan` nodes differing only in ``index``; None for any other node."""
+    if node.op is not OPS["scan"]:
+        return None
+    a = node.attrs
+    return (id(a["body"]), tuple(id(i) for i in node.inputs), a.get("reverse"), str(a.get("length")))
 
 
 def _length(length):

@@ -447,8 +447,7 @@ class where(Op):
         return e.op("Where", [c, a, b])
 
     def onnx_scratch_bytes(self, ins, out, attrs, dies):
-        """onnxruntime's CPU Where selects each branch into a temporary the size of the output,
-        then merges the two (measured: 3x the output's bytes at its peak, not 1x)."""
+        """onnxruntime's CPU Where holds a temporary per branch (measured: 3x the output's bytes)."""
         return 2 * static_bytes(out)
 
     def tvm(self, e, c, a, b):

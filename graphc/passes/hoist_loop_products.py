@@ -25,6 +25,7 @@ from ..ir.graph import Graph, Node, Value
 from ..ir.rebuild import copy_node, new_frame, set_outputs
 from ..ir.types import dim_product
 from ..ops.base import get_op
+from ..ops.control import scan_group
 from .pipeline import register_pass
 
 
@@ -37,16 +38,6 @@ class _Hoist:
     carry: int    # the carry's position
     x: int        # the scanned input a_t is (its position among the xs)
     b: Value      # the per-step right factor b_t (a body value)
-
-
-def _is_loop(node: Node) -> bool:
-    return isinstance(node.attrs.get("body"), Graph) and "n_carry" in node.attrs
-
-
-def _group(node: Node) -> tuple:
-    """The K result nodes of one loop share this key (body, inputs, direction, length)."""
-    a = node.attrs
-    return (id(a["body"]), tuple(id(i) for i in node.inputs), a.get("reverse"), str(a.get("length")))
 
 
 def _plain_gemm(n: Node, with_c: bool) -> bool:
@@ -134,8 +125,8 @@ def hoist_loop_products(graph: Graph) -> Graph:
     after the loop; `graph` itself where there are none."""
     plans: dict[tuple, tuple[Graph, dict[Value, int], list[_Hoist]]] = {}
     for n in graph.nodes:
-        if _is_loop(n):
-            key = _group(n)
+        key = scan_group(n)
+        if key is not None:
             if key not in plans:
                 hs = _find(n.attrs["body"], int(n.attrs["n_carry"]), int(n.attrs["n_xs"]))
                 if hs:
@@ -145,11 +136,11 @@ def hoist_loop_products(graph: Graph) -> Graph:
     new, vmap = new_frame(graph)
     groups: dict[tuple, list[Node]] = {}
     for n in graph.nodes:
-        if _is_loop(n):
-            groups.setdefault(_group(n), []).append(n)
+        if scan_group(n) is not None:
+            groups.setdefault(scan_group(n), []).append(n)
     done: set[tuple] = set()
     for n in graph.nodes:
-        key = _group(n) if _is_loop(n) else None
+        key = scan_group(n)
         if key not in plans:
             vmap[n.output] = copy_node(new, n, [vmap[i] for i in n.inputs])
         elif key not in done:

@@ -9,19 +9,10 @@ inside the bodies.
 """
 from __future__ import annotations
 
-from ..ir.graph import Graph, Node
+from ..ir.graph import Graph
 from ..ir.rebuild import copy_node, new_frame, set_outputs
+from ..ops.control import scan_group
 from .pipeline import register_pass
-
-
-def _loop(node: Node) -> bool:
-    """True for a loop node: one holding its body and its carry count (a scan)."""
-    return isinstance(node.attrs.get("body"), Graph) and "n_carry" in node.attrs
-
-
-def _group(node: Node) -> tuple:
-    a = node.attrs
-    return (id(a["body"]), tuple(id(i) for i in node.inputs), a.get("reverse"), str(a.get("length")))
 
 
 def _without(body: Graph, drop: set[int]) -> Graph:
@@ -38,12 +29,12 @@ def prune_scan_outputs(graph: Graph) -> Graph:
     """A copy of `graph` whose scans return only the stacked ys some node reads."""
     used: dict[tuple, set[int]] = {}
     for n in graph.nodes:
-        if _loop(n):
-            used.setdefault(_group(n), set()).add(int(n.attrs.get("index", 0)))
+        if scan_group(n) is not None:
+            used.setdefault(scan_group(n), set()).add(int(n.attrs.get("index", 0)))
     plans: dict[tuple, tuple[Graph, dict[int, int]]] = {}
     bodies: dict[tuple, Graph] = {}
     for n in graph.nodes:
-        key = _group(n) if _loop(n) else None
+        key = scan_group(n)
         if key is None or key in plans:
             continue
         body, n_carry = n.attrs["body"], int(n.attrs["n_carry"])
@@ -59,7 +50,7 @@ def prune_scan_outputs(graph: Graph) -> Graph:
         return graph
     new, vmap = new_frame(graph)
     for n in graph.nodes:
-        plan = plans.get(_group(n)) if _loop(n) else None
+        plan = plans.get(scan_group(n))
         if plan is None:
             vmap[n.output] = copy_node(new, n, [vmap[i] for i in n.inputs])
             continue
